@@ -1,0 +1,1 @@
+"""pocketnet_tf.train."""

@@ -1,0 +1,36 @@
+"""Shared pytest set-up.
+
+TensorFlow is configured once per process: two logical CPU devices (so MirroredStrategy can be
+tested on one CPU) and quiet logs. Nothing here downloads anything.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+
+def _configure_tf():
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+        )
+    except RuntimeError:
+        # Already initialised (e.g. a test module touched TF first): keep what is there.
+        pass
+
+
+_configure_tf()
+
+
+@pytest.fixture(autouse=True)
+def _clear_keras_session():
+    import keras
+
+    yield
+    keras.backend.clear_session()
