@@ -1,0 +1,164 @@
+"""Verification .bin reader/writer: round trip, Python-2 pickles, numpy payloads, refusal of code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pocketnet_tf.data import preprocess
+from pocketnet_tf.data.bin_file import UnsafePickleError, read_bin, write_bin
+
+
+def _jpeg(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    return preprocess.encode_jpeg(rng.integers(0, 256, (112, 112, 3), dtype=np.uint8))
+
+
+def _py2_pickle(bins: list[bytes], issame: list[bool]) -> bytes:
+    """The opcode stream Python 2's cPickle (protocol 2) writes for (list of str, list of bool)."""
+    out = bytearray(b"\x80\x02")  # PROTO 2
+    out += b"]q\x00("  # EMPTY_LIST, BINPUT 0, MARK
+    memo = 1
+    for item in bins:
+        if len(item) < 256:
+            out += b"U" + bytes([len(item)]) + item  # SHORT_BINSTRING (py2 str)
+        else:
+            out += b"T" + struct.pack("<i", len(item)) + item  # BINSTRING
+        out += b"q" + bytes([memo])
+        memo += 1
+    out += b"e"  # APPENDS
+    out += b"]q" + bytes([memo]) + b"("
+    memo += 1
+    out += b"".join(b"\x88" if s else b"\x89" for s in issame)  # NEWTRUE / NEWFALSE
+    out += b"e\x86q" + bytes([memo]) + b"."  # APPENDS, TUPLE2, BINPUT, STOP
+    return bytes(out)
+
+
+def _write_marker(path):
+    Path(path).write_text("code ran")
+    return "payload"
+
+
+class _Evil:
+    def __init__(self, func, arg):
+        self.func, self.arg = func, arg
+
+    def __reduce__(self):
+        return (self.func, (self.arg,))
+
+
+def test_round_trip_exact(tmp_path):
+    images = [_jpeg(i) for i in range(6)]
+    issame = [True, False, True]
+    path = tmp_path / "lfw.bin"
+    write_bin(path, images, issame)
+    got_images, got_issame = read_bin(path)
+    assert got_images == images
+    assert got_issame.dtype == bool
+    np.testing.assert_array_equal(got_issame, [True, False, True])
+    # What insightface's loader does (plain pickle.load) gives the same objects: format compatible.
+    bins, labels = pickle.loads(path.read_bytes())
+    assert bins == images and labels == issame
+    # No temporary files left beside the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lfw.bin"]
+
+
+def test_python2_pickle_loaded_as_bytes(tmp_path):
+    images = [bytes([0xFF, 0xD8, 0x80, i]) for i in range(4)] + [bytes(range(256)) * 2, b"\xff" * 300]
+    issame = [False, True, True]
+    raw = _py2_pickle(images, issame)
+    # Non-ASCII str payloads fail the default decoding: the retry with encoding='bytes' is exercised.
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(raw)
+    path = tmp_path / "agedb_30.bin"
+    path.write_bytes(raw)
+    got_images, got_issame = read_bin(path)
+    assert got_images == images
+    np.testing.assert_array_equal(got_issame, issame)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_numpy_payloads_and_old_protocols(tmp_path, protocol):
+    images = [np.frombuffer(_jpeg(i), dtype=np.uint8) for i in range(4)]
+    issame = np.array([True, False])
+    path = tmp_path / "cfp_fp.bin"
+    path.write_bytes(pickle.dumps((images, issame), protocol=protocol))
+    got_images, got_issame = read_bin(path)
+    assert got_images == [a.tobytes() for a in images]
+    np.testing.assert_array_equal(got_issame, [True, False])
+    # numpy bool scalars and bytes under protocol 2 (pickled through _codecs.encode) also load.
+    path.write_bytes(pickle.dumps(([_jpeg(0), _jpeg(1)], [np.bool_(False)]), protocol=protocol))
+    got_images, got_issame = read_bin(path)
+    assert got_images == [_jpeg(0), _jpeg(1)]
+    np.testing.assert_array_equal(got_issame, [False])
+
+
+def test_malicious_reduce_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "marker.txt"
+    payload = pickle.dumps(([_Evil(_write_marker, str(marker)), b"x"], [True]), protocol=2)
+    path = tmp_path / "evil.bin"
+    path.write_bytes(payload)
+    with pytest.raises(UnsafePickleError) as info:
+        read_bin(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert f"{__name__}._write_marker" in message
+    assert not marker.exists()
+    # The payload is live: an unrestricted load would have written the marker.
+    control = tmp_path / "control.txt"
+    pickle.loads(pickle.dumps(([_Evil(_write_marker, str(control)), b"x"], [True]), protocol=2))
+    assert control.read_text() == "code ran"
+
+
+def test_os_system_global_is_named_and_refused(tmp_path):
+    marker = tmp_path / "touched"
+    path = tmp_path / "evil_os.bin"
+    path.write_bytes(pickle.dumps((_Evil(os.system, f"touch {marker}"), [True]), protocol=4))
+    with pytest.raises(UnsafePickleError, match=r"refusing to unpickle global '(posix|os|nt)\.system'"):
+        read_bin(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        (np.array([object()], dtype=object), "object"),  # object arrays could carry anything
+        ((b"a", b"b", b"c"), "expected a pickled"),
+        (([b"a", b"b", b"c"], [True]), "3 images for 1 pairs"),
+        (([b"a", 5], [True]), "image 1 is a int"),
+        (([b"a", b"b"], ["yes"]), "issame\\[0\\]"),
+    ],
+)
+def test_bad_content_raises_value_error_naming_file(tmp_path, obj, message):
+    path = tmp_path / "bad.bin"
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    with pytest.raises(ValueError, match=message) as info:
+        read_bin(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_and_missing_files(tmp_path):
+    path = tmp_path / "trunc.bin"
+    write_bin(path, [_jpeg(0), _jpeg(1)], [True])
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(ValueError, match="not a readable verification .bin") as info:
+        read_bin(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(FileNotFoundError, match="nothere.bin"):
+        read_bin(tmp_path / "nothere.bin")
+
+
+def test_write_bin_validates_and_keeps_old_file_on_error(tmp_path):
+    path = tmp_path / "x.bin"
+    write_bin(path, [b"a", b"b"], [False])
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="3 images for 1 pairs"):
+        write_bin(path, [b"a", b"b", b"c"], [True])
+    with pytest.raises(ValueError, match="image 0 is a str"):
+        write_bin(path, ["a", "b"], [True])
+    assert path.read_bytes() == before
