@@ -70,3 +70,29 @@ def mean_colour_model(size: int = 112, grid: int = 1):
 
 def rng_images(n: int, seed: int, size: int = 112) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def smooth_face(seed: int, size: int = 112, margin: int = 0) -> np.ndarray:
+    """A smooth synthetic 'face' (sum of coloured Gaussian blobs), distinct per seed.
+
+    ``margin`` extends the same picture by that many pixels on every side (pixel ``i + margin``
+    of the result is pixel ``i`` of the ``margin=0`` face).
+    """
+    yy, xx = np.mgrid[-margin : size + margin, -margin : size + margin].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    img = np.zeros(xx.shape + (3,)) + rng.uniform(20, 120, 3)
+    for _ in range(6):
+        cx, cy, s = rng.uniform(15, size - 15, 2).tolist() + [rng.uniform(10, 22)]
+        img += rng.uniform(-60, 120, 3) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def grid_mean_embedding(pixels: np.ndarray, grid: int) -> np.ndarray:
+    """numpy reference of :func:`mean_colour_model`: per-cell mean of the normalised image."""
+    from pocketnet_tf.data import preprocess
+
+    x = preprocess.normalize(pixels).astype(np.float64)
+    n = x.shape[0] // grid
+    return np.concatenate(
+        [x[r * n : (r + 1) * n, c * n : (c + 1) * n].mean(axis=(0, 1)) for r in range(grid) for c in range(grid)]
+    )
