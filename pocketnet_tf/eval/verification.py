@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketnet_tf.data.bin_file import read_bin
-from pocketnet_tf.data.preprocess import decode_image
+from pocketnet_tf.data.preprocess import IMAGE_SIZE, decode_image
 from pocketnet_tf.eval.roc import roc_curve, tar_at_far_bounded
 
 __all__ = [
@@ -229,29 +229,44 @@ class VerificationSet:
     images: list[bytes] | np.ndarray
     issame: np.ndarray
 
-    def pixel_batches(self, batch_size: int):
-        """Yields uint8 RGB NHWC batches in order, decoding encoded images on the fly."""
+    def pixel_batches(self, batch_size: int, size: int = IMAGE_SIZE):
+        """Yields uint8 RGB NHWC batches in order, decoding encoded images on the fly.
+
+        Encoded images are brought to ``size`` x ``size`` by :func:`decode_image` (shorter side
+        resized, centre crop); already decoded sets must have that size.
+        """
         n = len(self.images)
         for start in range(0, n, batch_size):
             chunk = self.images[start : start + batch_size]
             if isinstance(chunk, np.ndarray):
+                if chunk.shape[1:3] != (size, size):
+                    raise ValueError(f"{self.source}: decoded images are {chunk.shape[1:3]}, model wants {size}x{size}")
                 yield chunk
             else:
                 yield np.stack(
-                    [decode_image(b, source=f"{self.source} image {start + i}") for i, b in enumerate(chunk)]
+                    [decode_image(b, source=f"{self.source} image {start + i}", size=size) for i, b in enumerate(chunk)]
                 )
 
 
-def load_verification_set(path, *, name: str | None = None, decode: bool = False) -> VerificationSet:
-    """Reads a ``.bin`` (restricted unpickler); ``decode=True`` decodes all images up front."""
+def load_verification_set(path, *, name: str | None = None, decode: bool = False,
+                          size: int = IMAGE_SIZE) -> VerificationSet:
+    """Reads a ``.bin`` (restricted unpickler); ``decode=True`` decodes all images up front at
+    ``size`` x ``size`` (uint8, 37.6 kB per 112x112 image: 451 MB for LFW's 12,000)."""
     path = Path(path)
     images, issame = read_bin(path)
     if not issame.size:
         raise ValueError(f"{path}: the set has no pairs")
     vset = VerificationSet(name or path.stem, str(path), images, issame)
     if decode:
-        vset.images = np.concatenate(list(vset.pixel_batches(256)))
+        vset.images = np.concatenate(list(vset.pixel_batches(256, size)))
     return vset
+
+
+def _square_input_side(embedder) -> int:
+    height, width = embedder.input_size
+    if height != width:
+        raise ValueError(f"{embedder.source}: verification needs a square model input, got {height}x{width}")
+    return int(height)
 
 
 def embed_with_flip(embedder, batches, *, total: int | None = None, progress: bool = False, desc: str = "",
@@ -281,10 +296,9 @@ def evaluate_set(
     progress: bool = False,
 ) -> VerificationResult:
     """Embeds a loaded set (with mirrors) and runs the protocol."""
-    e_orig, e_flip = embed_with_flip(
-        embedder, vset.pixel_batches(batch_size), total=len(vset.images), progress=progress, desc=vset.name,
-        flip=flip,
-    )
+    batches = vset.pixel_batches(batch_size, _square_input_side(embedder))
+    e_orig, e_flip = embed_with_flip(embedder, batches, total=len(vset.images), progress=progress,
+                                     desc=vset.name, flip=flip)
     return evaluate_embeddings(e_orig, e_flip, vset.issame, name=vset.name, n_folds=n_folds, flip=flip)
 
 
