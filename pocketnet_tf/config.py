@@ -1,0 +1,284 @@
+"""One frozen dataclass per command. Field names equal the flag names (``pocketnet_tf/flags.py``).
+
+``from_flags`` builds a config from parsed absl flag values and runs every cross-field check
+before any work starts; ``to_flagfile`` writes the resolved values back in flagfile form so
+``--flagfile=<run_dir>/flags.txt`` re-runs a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+# =============================================================================================
+# Training (``python -m pocketnet_tf.train``)
+# =============================================================================================
+
+KD_MODES = ("none", "single", "multistep")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+HEADS = ("arcface", "cosface")
+SCHEDULE_POLICIES = ("per_epoch", "spread")
+
+
+def _as_list(value) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs (spec §6). See ``--helpfull`` for each field's meaning."""
+
+    workdir: str
+    # model
+    model: str = "PocketNetS-128"
+    genotype: str | None = None
+    embedding_size: int | None = None
+    input_size: int = 112
+    channels: int | None = None
+    num_cells: int | None = None
+    # margin head
+    head: str = "arcface"
+    scale: float = 64.0
+    margin: float | None = None
+    # data
+    data: str | None = None
+    synthesize_data: bool = False
+    synth_identities: int = 200
+    synth_images_per_identity: int = 20
+    synth_val_identities: int = 50
+    synth_val_pairs: int = 600
+    synth_seed: int = 0
+    eval_bins: tuple = ()
+    eval_every_steps: int = 0
+    eval_batch_size: int = 64
+    # optimisation
+    epochs: int = 26
+    batch_size: int = 512
+    steps_per_epoch: int = 0
+    base_lr: float = 0.1
+    lr_reference_batch: int = 512
+    lr_milestones: tuple = (8, 14, 20, 25)
+    lr_gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    clip_norm: float = 5.0
+    # distillation
+    kd: str = "none"
+    kd_weight: float = 100.0
+    teacher: str | None = None
+    teachers: tuple = ()
+    teacher_manifest: str | None = None
+    teacher_schedule_policy: str = "per_epoch"
+    # teacher training
+    export_teacher: bool = False
+    train_teacher: bool = False
+    teacher_model: str = "iresnet100"
+    teacher_epochs: int = 0
+    teacher_embedding_size: int | None = None
+    teacher_channels: int | None = None
+    teacher_num_cells: int | None = None
+    teacher_input_size: int | None = None
+    # run
+    resume: bool = False
+    checkpoint_every_steps: int = 0
+    log_every_steps: int = 50
+    strategy: str = "default"
+    seed: int = 0
+    jit_compile: bool = False
+    verbose: int = 1
+    save_student: bool = True
+
+    # -- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_flags(cls, values: dict) -> "TrainConfig":
+        """Builds and checks a config from ``{flag name: value}`` (unknown keys are ignored)."""
+        names = set(cls.field_names())
+        kwargs = {k: v for k, v in values.items() if k in names}
+        for key in ("eval_bins", "teachers"):
+            if key in kwargs:
+                kwargs[key] = _as_list(kwargs[key])
+        if "lr_milestones" in kwargs:
+            kwargs["lr_milestones"] = tuple(int(v) for v in _as_list(kwargs["lr_milestones"]))
+        for key in ("genotype", "data", "teacher", "teacher_manifest"):
+            if kwargs.get(key) == "":
+                kwargs[key] = None
+        config = cls(**kwargs)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Cross-field checks; raises ``ValueError``/``FileNotFoundError`` naming the problem."""
+        from pocketnet_tf.models import registry
+
+        def fail(msg):
+            raise ValueError(f"train config: {msg}")
+
+        if not self.workdir:
+            fail("--workdir is required")
+        preset = registry.get_preset(self.model)  # unknown model -> ValueError listing the names
+        if preset.family != "pocketnet":
+            for key in ("genotype", "channels", "num_cells"):
+                if getattr(self, key) is not None:
+                    fail(f"--{key} applies to PocketNet models only, not {self.model}")
+        if self.genotype is not None:
+            from pocketnet_tf import genotypes
+
+            try:
+                genotypes.resolve(self.genotype)  # a file path, published name or genotype text
+            except FileNotFoundError:
+                raise
+            except ValueError as err:
+                fail(f"--genotype={self.genotype}: {err}")
+        if self.head not in HEADS:
+            fail(f"--head must be one of {HEADS}, received {self.head!r}")
+        if self.kd not in KD_MODES:
+            fail(f"--kd must be one of {KD_MODES}, received {self.kd!r}")
+        if self.strategy not in STRATEGIES:
+            fail(f"--strategy must be one of {STRATEGIES}, received {self.strategy!r}")
+        if self.teacher_schedule_policy not in SCHEDULE_POLICIES:
+            fail(f"--teacher_schedule_policy must be one of {SCHEDULE_POLICIES}, received {self.teacher_schedule_policy!r}")
+        for key, low in (("epochs", 1), ("batch_size", 1), ("input_size", 16), ("lr_reference_batch", 1),
+                         ("synth_identities", 2), ("synth_images_per_identity", 1), ("eval_batch_size", 1)):
+            if getattr(self, key) < low:
+                fail(f"--{key} must be >= {low}, received {getattr(self, key)}")
+        for key in ("steps_per_epoch", "checkpoint_every_steps", "eval_every_steps", "log_every_steps",
+                    "weight_decay", "clip_norm", "kd_weight", "base_lr", "teacher_epochs"):
+            if getattr(self, key) < 0:
+                fail(f"--{key} must be >= 0, received {getattr(self, key)}")
+        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
+            fail(f"--lr_milestones must be increasing epochs >= 1, received {list(self.lr_milestones)}")
+        if not 0 <= self.momentum < 1:
+            fail(f"--momentum must be in [0, 1), received {self.momentum}")
+        if self.data is None and not self.synthesize_data:
+            fail("--data is required (a train.rec directory, folder tree or .tfrecord), or --synthesize_data")
+
+        # Distillation: exactly one source of teachers, matching the mode.
+        sources = [k for k in ("teacher", "teachers", "teacher_manifest") if getattr(self, k)]
+        if self.train_teacher:
+            if self.kd == "none":
+                fail("--train_teacher trains a teacher for distillation: set --kd=single or --kd=multistep")
+            if sources:
+                fail(f"--train_teacher makes its own teachers; do not also pass --{sources[0]}")
+            if self.teacher_epochs < 1:
+                fail("--train_teacher needs --teacher_epochs >= 1")
+            teacher_preset = registry.get_preset(self.teacher_model)
+            if teacher_preset.family != "pocketnet" and (self.teacher_channels or self.teacher_num_cells):
+                fail(f"--teacher_channels/--teacher_num_cells apply to PocketNet teachers only, not {self.teacher_model}")
+            if self.kd == "multistep" and self.teacher_schedule_policy == "per_epoch" and self.teacher_epochs < self.epochs:
+                fail(f"multi-step KD over {self.epochs} epochs with policy per_epoch needs --teacher_epochs >= "
+                     f"{self.epochs}, received {self.teacher_epochs} (or use --teacher_schedule_policy=spread)")
+            if self.teacher_input_size not in (None, self.input_size):
+                fail(f"--teacher_input_size={self.teacher_input_size} must equal the student's --input_size={self.input_size}")
+        elif self.kd == "none":
+            if sources:
+                fail(f"--{sources[0]} is set but --kd=none; set --kd=single or --kd=multistep")
+        else:
+            if not sources:
+                fail(f"--kd={self.kd} needs a teacher: --teacher (single), --teachers or --teacher_manifest, "
+                     "or --train_teacher")
+            if len(sources) > 1:
+                fail(f"give one teacher source, received {', '.join('--' + s for s in sources)}")
+            if self.kd == "single" and self.teachers:
+                fail("--kd=single takes --teacher or --teacher_manifest (its last checkpoint), not --teachers")
+            if self.kd == "multistep" and self.teacher:
+                fail("--kd=multistep takes --teachers or --teacher_manifest, not a single --teacher")
+            for p in ([self.teacher] if self.teacher else []) + list(self.teachers):
+                if not Path(p).exists():
+                    raise FileNotFoundError(f"train config: teacher SavedModel {p} not found")
+            if self.teacher_manifest and not Path(self.teacher_manifest).is_file():
+                raise FileNotFoundError(f"train config: teacher manifest {self.teacher_manifest} not found")
+        if self.data is not None and not self.synthesize_data and not Path(self.data).exists():
+            raise FileNotFoundError(f"train config: dataset {self.data} not found")
+
+    # -- derived values -----------------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.workdir)
+
+    @property
+    def data_location(self) -> Path:
+        """``--data``, or ``<workdir>/data`` for synthesized data without ``--data``."""
+        return Path(self.data) if self.data else self.run_dir / "data"
+
+    def model_overrides(self) -> dict:
+        out = {}
+        if self.channels is not None:
+            out["channels"] = self.channels
+        if self.num_cells is not None:
+            out["num_cells"] = self.num_cells
+        return out
+
+    def teacher_stage(self) -> "TrainConfig":
+        """The config of the teacher run that ``--train_teacher`` performs first (same data,
+        optimisation and schedule; ``workdir/teacher``; exports a SavedModel per epoch)."""
+        if not self.train_teacher:
+            raise ValueError("teacher_stage() needs --train_teacher")
+        return dataclasses.replace(
+            self,
+            workdir=str(self.run_dir / "teacher"),
+            model=self.teacher_model,
+            genotype=None,
+            embedding_size=self.teacher_embedding_size or self.embedding_size,
+            channels=self.teacher_channels,
+            num_cells=self.teacher_num_cells,
+            data=str(self.data_location),
+            synthesize_data=False,
+            epochs=self.teacher_epochs,
+            kd="none",
+            export_teacher=True,
+            train_teacher=False,
+            teacher_epochs=0,
+            teacher_embedding_size=None,
+            teacher_channels=None,
+            teacher_num_cells=None,
+            save_student=False,
+        )
+
+    def student_stage(self) -> "TrainConfig":
+        """After ``--train_teacher``: this config reading the teacher run's manifest."""
+        if not self.train_teacher:
+            return self
+        return dataclasses.replace(
+            self,
+            data=str(self.data_location),
+            synthesize_data=False,
+            train_teacher=False,
+            teacher_manifest=str(self.run_dir / "teacher" / "teachers" / "manifest.json"),
+        )
+
+    # -- output ---------------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    def to_flagfile(self) -> str:
+        """The config as absl flagfile lines (``None`` fields omitted)."""
+        lines = ["# Resolved flags of this run; re-run with --flagfile=<this file>."]
+        for key, value in self.to_json().items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                lines.append(f"--{key}" if value else f"--no{key}")
+            elif isinstance(value, list):
+                lines.append(f"--{key}={','.join(str(v) for v in value)}")
+            else:
+                lines.append(f"--{key}={value}")
+        return "\n".join(lines) + "\n"
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"

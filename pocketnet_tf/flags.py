@@ -1,0 +1,144 @@
+"""absl flag definitions, imported only by ``__main__`` modules.
+
+Each command has one ``define_*_flags()`` function, called by its ``__main__`` before parsing,
+so a command's ``--helpfull`` lists its own flags only. Flag names equal the fields of the
+command's config dataclass in :mod:`pocketnet_tf.config`.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+# =============================================================================================
+# Training (``python -m pocketnet_tf.train``) — owned by the training code
+# =============================================================================================
+
+
+def define_train_flags() -> None:
+    """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``)."""
+    from pocketnet_tf.config import HEADS, KD_MODES, SCHEDULE_POLICIES, STRATEGIES
+
+    d = flags
+    # run
+    d.DEFINE_string("workdir", None, "Run directory: logs, TensorBoard, checkpoints, config.json, flags.txt, "
+                    "results.json, student.keras (and teacher/ with --train_teacher).")
+    d.DEFINE_boolean("resume", False, "Continue the run in --workdir from its newest checkpoint (exact global step; "
+                     "survives SIGKILL). Without it an existing checkpoint is an error.")
+    d.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every N global steps (0: only at epoch ends).",
+                     lower_bound=0)
+    d.DEFINE_integer("log_every_steps", 50, "Log losses, LR and samples/s every N global steps.", lower_bound=1)
+    d.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy: default (one device), mirrored "
+                  "(all local devices), multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
+    d.DEFINE_integer("seed", 0, "Seed for initialisation and the per-epoch data order.", lower_bound=0)
+    d.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU, see docs/training.md).")
+    d.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+                     lower_bound=0, upper_bound=2)
+    d.DEFINE_boolean("save_student", True, "Save the trained backbone as <workdir>/student.keras.")
+    # model
+    d.DEFINE_string("model", "PocketNetS-128", "Backbone registry name: PocketNetS-128, PocketNetS-256, "
+                    "PocketNetM-128, PocketNetM-256, MobileFaceNet, iresnet18/34/50/100.")
+    d.DEFINE_string("genotype", None, "PocketNet only: genotype JSON/text file (e.g. a search run's genotype.json) or "
+                    "published name, replacing softmax_casia.")
+    d.DEFINE_integer("embedding_size", None, "Override the preset's embedding size.", lower_bound=1)
+    d.DEFINE_integer("input_size", 112, "Square input side in pixels (112 in the paper).", lower_bound=16)
+    d.DEFINE_integer("channels", None, "PocketNet only: initial cell width C (16 for S, 32 for M).", lower_bound=1)
+    d.DEFINE_integer("num_cells", None, "PocketNet only: number of cells (18 for S, 9 for M).", lower_bound=3)
+    # head
+    d.DEFINE_enum("head", "arcface", list(HEADS), "Margin head: arcface (s=64, m=0.5) or cosface (s=64, m=0.35).")
+    d.DEFINE_float("scale", 64.0, "Logit scale s of the margin head.", lower_bound=0.0)
+    d.DEFINE_float("margin", None, "Margin m (default 0.5 for arcface, 0.35 for cosface).", lower_bound=0.0)
+    # data
+    d.DEFINE_string("data", None, "Training data: a directory with train.rec/train.idx (insightface RecordIO), a "
+                    "folder-per-identity tree, or a .tfrecord. Default with --synthesize_data: <workdir>/data.")
+    d.DEFINE_boolean("synthesize_data", False, "Generate a synthetic dataset (RecordIO + held-out synth_val.bin) "
+                     "into --data (or <workdir>/data) if it is not there yet.")
+    d.DEFINE_integer("synth_identities", 200, "--synthesize_data: training identities.", lower_bound=2)
+    d.DEFINE_integer("synth_images_per_identity", 20, "--synthesize_data: images per identity.", lower_bound=1)
+    d.DEFINE_integer("synth_val_identities", 50, "--synthesize_data: held-out identities of synth_val.bin.",
+                     lower_bound=2)
+    d.DEFINE_integer("synth_val_pairs", 600, "--synthesize_data: verification pairs in synth_val.bin.", lower_bound=0)
+    d.DEFINE_integer("synth_seed", 0, "--synthesize_data: generator seed.", lower_bound=0)
+    d.DEFINE_list("eval_bins", [], "Verification sets: names looked up as <data>/<name>.bin (lfw, cfp_fp, agedb_30, "
+                  "synth_val, ...) or paths to .bin files. Evaluated before training, every --eval_every_steps, at "
+                  "each epoch end and after training.")
+    d.DEFINE_integer("eval_every_steps", 0, "Also verify every N global steps (the original: 5686 = half an epoch).",
+                     lower_bound=0)
+    d.DEFINE_integer("eval_batch_size", 64, "Batch size of verification embedding.", lower_bound=1)
+    # optimisation
+    d.DEFINE_integer("epochs", 26, "Training epochs (26 on MS1MV2, 34 on CASIA-WebFace).", lower_bound=1)
+    d.DEFINE_integer("batch_size", 512, "Global batch size (the original: 4 GPUs x 128).", lower_bound=1)
+    d.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: images // batch_size).", lower_bound=0)
+    d.DEFINE_float("base_lr", 0.1, "Learning rate at --lr_reference_batch; the LR used is base_lr * batch_size / "
+                   "lr_reference_batch.", lower_bound=0.0)
+    d.DEFINE_integer("lr_reference_batch", 512, "Batch size at which the LR equals --base_lr.", lower_bound=1)
+    d.DEFINE_list("lr_milestones", ["8", "14", "20", "25"], "1-based epochs m: the LR is multiplied by --lr_gamma "
+                  "from 0-based epoch m-1 on (the original's LambdaLR; webface: 20,28,32).")
+    d.DEFINE_float("lr_gamma", 0.1, "LR decay factor at each milestone.", lower_bound=0.0)
+    d.DEFINE_float("momentum", 0.9, "SGD momentum (PyTorch semantics).", lower_bound=0.0, upper_bound=0.999)
+    d.DEFINE_float("weight_decay", 5e-4, "L2 weight decay added to every gradient before momentum (PyTorch SGD), on "
+                   "all parameters incl. BN, PReLU and the head.", lower_bound=0.0)
+    d.DEFINE_float("clip_norm", 5.0, "Clip the backbone's gradients to this global L2 norm (0: off); the head is not "
+                   "clipped.", lower_bound=0.0)
+    # distillation
+    d.DEFINE_enum("kd", "none", list(KD_MODES), "Distillation: none (ArcFace only), single (one teacher), multistep "
+                  "(a teacher checkpoint per epoch).")
+    d.DEFINE_float("kd_weight", 100.0, "w in loss = CE + w * MSE(l2n(student), l2n(teacher)).", lower_bound=0.0)
+    d.DEFINE_string("teacher", None, "--kd=single: teacher SavedModel directory.")
+    d.DEFINE_list("teachers", [], "--kd=multistep: teacher SavedModels, earliest first (student epoch e uses the "
+                  "(e+1)-th with --teacher_schedule_policy=per_epoch).")
+    d.DEFINE_string("teacher_manifest", None, "Teacher run manifest.json (from --export_teacher): --kd=multistep "
+                    "uses a checkpoint per epoch, --kd=single the last one.")
+    d.DEFINE_enum("teacher_schedule_policy", "per_epoch", list(SCHEDULE_POLICIES), "per_epoch: student epoch e learns "
+                  "from teacher epoch e+1 (the original); spread: T teacher epochs stretched over the student's.")
+    # teacher training
+    d.DEFINE_boolean("export_teacher", False, "Export the backbone as a SavedModel at every epoch end plus "
+                     "teachers/manifest.json (i.e. this run trains a teacher).")
+    d.DEFINE_boolean("train_teacher", False, "First train a teacher (--teacher_* flags, same data and optimisation) "
+                     "into <workdir>/teacher, then distil the student from its manifest.")
+    d.DEFINE_string("teacher_model", "iresnet100", "--train_teacher: teacher registry name.")
+    d.DEFINE_integer("teacher_epochs", 0, "--train_teacher: teacher epochs.", lower_bound=0)
+    d.DEFINE_integer("teacher_embedding_size", None, "--train_teacher: teacher embedding size (default: the "
+                     "student's).", lower_bound=1)
+    d.DEFINE_integer("teacher_channels", None, "--train_teacher with a PocketNet teacher: its width C.", lower_bound=1)
+    d.DEFINE_integer("teacher_num_cells", None, "--train_teacher with a PocketNet teacher: its cells.", lower_bound=3)
+    d.DEFINE_integer("teacher_input_size", None, "--train_teacher: must equal --input_size (kept for clarity).",
+                     lower_bound=16)
+
+
+def train_flag_values() -> dict:
+    """``{flag name: value}`` of the training flags after parsing."""
+    from pocketnet_tf.config import TrainConfig
+
+    return {name: flags.FLAGS[name].value for name in TrainConfig.field_names() if name in flags.FLAGS}
+
+
+# =============================================================================================
+# Benchmark (``python -m pocketnet_tf.benchmark train``) — owned by the training code
+# =============================================================================================
+
+
+def define_benchmark_flags() -> None:
+    """Flags of ``python -m pocketnet_tf.benchmark``."""
+    flags.DEFINE_string("model", "PocketNetS-128", "Backbone registry name.")
+    flags.DEFINE_integer("batch_size", 64, "Batch size of the timed train steps.", lower_bound=1)
+    flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).", lower_bound=1)
+    flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing, allocation).", lower_bound=1)
+    flags.DEFINE_integer("input_size", 112, "Square input side.", lower_bound=16)
+    flags.DEFINE_integer("num_classes", 1000, "Classes of the ArcFace head.", lower_bound=2)
+    flags.DEFINE_boolean("jit", False, "Compile the train step with XLA.")
+    flags.DEFINE_boolean("kd", False, "Include a teacher forward (a second copy of the model) and the KD term.")
+    flags.DEFINE_boolean("json", False, "Print the result as one JSON object.")
+
+
+def normalize_dashes(argv, defined) -> list:
+    """``--batch-size=3`` -> ``--batch_size=3`` (also ``--no-...``) for flags defined with underscores."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and not arg.startswith("---") and "-" in arg[2:].partition("=")[0]:
+            name, eq, value = arg[2:].partition("=")
+            candidate = name.replace("-", "_")
+            bare = candidate[2:] if candidate.startswith("no") else candidate
+            if candidate in defined or bare.lstrip("_") in defined:
+                arg = f"--{candidate if candidate in defined else 'no' + bare.lstrip('_')}{eq}{value}"
+        out.append(arg)
+    return out

@@ -1,0 +1,397 @@
+"""The training command as a library call: ``run(TrainConfig) -> results``.
+
+One run (one ``--workdir``) may hold two stages: with ``--train_teacher`` a teacher is trained
+first (``<workdir>/teacher``, a SavedModel per epoch plus ``manifest.json``), then the student
+distils from it; otherwise there is one stage. Each stage directory holds::
+
+    config.json, flags.txt    the resolved configuration (flags.txt re-runs it via --flagfile)
+    train.log                 the log
+    tensorboard/              scalars (losses, LR, samples/s, verification accuracy)
+    checkpoints/              crash-safe checkpoints (see callbacks.ResumableCheckpoint)
+    teachers/                 per-epoch SavedModels + manifest.json (with --export_teacher)
+    student.keras             the trained backbone (and model.keras for a teacher stage)
+    results.json              verification accuracy before and after training, losses, timing
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import time
+from pathlib import Path
+
+import keras
+from absl import logging
+
+from pocketnet_tf.config import TrainConfig
+from pocketnet_tf.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from pocketnet_tf.train.callbacks import write_scalars
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+
+
+def make_strategy(name: str):
+    """``default`` (one device), ``mirrored`` (all local devices) or ``multi_worker`` (TF_CONFIG)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; expected default, mirrored or multi_worker")
+
+
+def is_chief(strategy) -> bool:
+    """Only the chief writes files under ``tf.distribute.MultiWorkerMirroredStrategy``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None) or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def _attach_log_file(path: Path):
+    handler = std_logging.FileHandler(path)
+    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.get_absl_logger().addHandler(handler)
+    logging.set_verbosity(logging.INFO)
+    return handler
+
+
+def ensure_synthetic_data(config: TrainConfig) -> Path:
+    """Writes the synthetic dataset into ``config.data_location`` if it is not there yet.
+
+    Generated into a temporary directory and renamed, so an interrupted generation never leaves
+    a half-written dataset that a later run would accept.
+    """
+    from pocketnet_tf.data import synthetic
+
+    out = config.data_location
+    if (out / "train.rec").exists() and (out / "train.idx").exists():
+        logging.info("synthetic data present in %s", out)
+        return out
+    logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d)", out,
+                 config.synth_identities, config.synth_images_per_identity, config.input_size, config.input_size)
+    with atomic_path(out, suffix="") as tmp:
+        summary = synthetic.generate(synthetic.SynthConfig(
+            out=str(tmp), identities=config.synth_identities, images_per_identity=config.synth_images_per_identity,
+            seed=config.synth_seed, size=config.input_size, val_identities=config.synth_val_identities,
+            val_pairs=config.synth_val_pairs,
+        ))
+    logging.info("synthetic data: %d images of %d identities in %.1fs", summary["num_images"],
+                 summary["num_classes"], summary["seconds"])
+    return out
+
+
+def resolve_eval_bins(config: TrainConfig) -> dict:
+    """``{name: path}`` for ``--eval_bins`` (names are looked up as ``<data>/<name>.bin``)."""
+    out = {}
+    for item in config.eval_bins:
+        path = Path(item)
+        if path.suffix != ".bin":
+            path = config.data_location / f"{item}.bin"
+        if not path.is_file():
+            raise FileNotFoundError(f"verification set {item!r}: {path} not found")
+        out[path.stem] = path
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+
+def evaluate_backbone(backbone, bins: dict, *, batch_size: int = 64) -> dict:
+    """Verification accuracy (10-fold, flip test) of ``backbone`` on each ``.bin`` set.
+
+    The pairs are decoded at the model's input size, so a model trained on small crops is
+    evaluated on the same size.
+    """
+    import numpy as np
+
+    from pocketnet_tf.data import preprocess
+    from pocketnet_tf.eval import verification
+    from pocketnet_tf.eval.embedders import KerasEmbedder
+
+    size = int(backbone.input_shape[1])
+    embedder = KerasEmbedder(backbone, batch_size=batch_size)
+    out = {}
+    for name, path in bins.items():
+        vset = verification.load_verification_set(path, name=name)
+        pixels = np.stack([preprocess.decode_image(b, source=f"{path} image {i}", size=size)
+                           for i, b in enumerate(vset.images)])
+        e_orig, e_flip = verification.embed_with_flip(embedder, [pixels[i:i + batch_size]
+                                                                 for i in range(0, len(pixels), batch_size)])
+        result = verification.evaluate_embeddings(e_orig, e_flip, vset.issame, name=name)
+        out[name] = {"accuracy": result.accuracy, "accuracy_std": result.accuracy_std, "xnorm": result.xnorm,
+                     "pairs": result.pairs}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One stage
+
+
+def _write_run_files(config: TrainConfig) -> None:
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.json", config.to_json_text())
+    write_text_atomic(run_dir / "flags.txt", config.to_flagfile())
+
+
+def _teacher_schedule(config: TrainConfig):
+    from pocketnet_tf.train.teacher_schedule import TeacherSchedule
+
+    if config.kd == "none":
+        return None
+    if config.kd == "single":
+        if config.teacher:
+            return TeacherSchedule.single(config.teacher, config.epochs)
+        return TeacherSchedule.final_from_manifest(config.teacher_manifest, config.epochs)
+    if config.teachers:
+        return TeacherSchedule.from_paths(config.teachers, config.epochs, config.teacher_schedule_policy)
+    return TeacherSchedule.from_manifest(config.teacher_manifest, config.epochs, config.teacher_schedule_policy)
+
+
+def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int):
+    """The backbone, margin head, train model and optimiser of ``config`` (call under a strategy scope)."""
+    from pocketnet_tf import models
+    from pocketnet_tf.layers.margin import build_head
+    from pocketnet_tf.train.distiller import DistillationModel, MarginModel
+    from pocketnet_tf.train.optimizer import TorchSGD
+    from pocketnet_tf.train.schedules import EpochStepDecay, scaled_learning_rate
+
+    backbone = models.build(config.model, genotype=config.genotype, embedding_size=config.embedding_size,
+                            input_size=config.input_size, **config.model_overrides())
+    head = build_head(config.head, num_classes, scale=config.scale, margin=config.margin, name="margin_head")
+    if config.kd == "none":
+        model = MarginModel(backbone, head)
+    else:
+        model = DistillationModel(backbone, head, teacher=None, kd_weight=config.kd_weight)
+    lr = scaled_learning_rate(config.base_lr, config.batch_size, config.lr_reference_batch)
+    optimizer = TorchSGD(
+        EpochStepDecay(lr, steps_per_epoch, config.lr_milestones, config.lr_gamma),
+        momentum=config.momentum, weight_decay=config.weight_decay, clip_norm=config.clip_norm or None,
+    )
+    model.compile(optimizer=optimizer, jit_compile=bool(config.jit_compile))
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+def train_stage(config: TrainConfig, strategy) -> dict:
+    """Trains one stage (see the module doc); returns its results (also in ``results.json``)."""
+    from pocketnet_tf.data import pipeline
+    from pocketnet_tf.train import callbacks as cb
+    from pocketnet_tf.train.loop import fit_epochs
+    from pocketnet_tf.train.teacher_schedule import TeacherScheduleCallback
+
+    chief = is_chief(strategy)
+    run_dir = config.run_dir
+    started = time.time()
+    handler = None
+    if chief:
+        _write_run_files(config)
+        handler = _attach_log_file(run_dir / "train.log")
+    try:
+        logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s)", run_dir, config.model,
+                     config.kd, config.epochs, config.batch_size, strategy.num_replicas_in_sync)
+        if config.batch_size % strategy.num_replicas_in_sync:
+            raise ValueError(f"--batch_size={config.batch_size} is not divisible by the "
+                             f"{strategy.num_replicas_in_sync} replicas")
+        bins = resolve_eval_bins(config)
+        source = pipeline.open_source(config.data_location)
+        _, info = pipeline.build_dataset(source, batch_size=config.batch_size, training=True,
+                                         image_size=config.input_size, seed=config.seed)
+        steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch
+        if steps_per_epoch < 1:
+            raise ValueError(f"{config.data_location}: {info.num_images} images give no full batch of {config.batch_size}")
+        total_steps = steps_per_epoch * config.epochs
+        logging.info("data %s: %d images, %d classes, %d steps per epoch", info.location, info.num_images,
+                     info.num_classes, steps_per_epoch)
+
+        def epoch_dataset(epoch):
+            ds, _ = pipeline.build_dataset(source, batch_size=config.batch_size, training=True,
+                                           image_size=config.input_size, seed=config.seed * 100_003 + epoch)
+            return ds
+
+        schedule = _teacher_schedule(config)
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = build_model(config, info.num_classes, steps_per_epoch)
+        if schedule is not None:
+            # Fail fast: every SavedModel of the schedule must load and fit the student.
+            schedule.validate(model.input_image_shape, model.embedding_size)
+            logging.info("teacher schedule validated: %d SavedModel(s) for %d epochs",
+                         len(schedule.unique_paths()), schedule.epochs)
+
+        ckpt_dir = run_dir / "checkpoints"
+        state = cb.read_checkpoint_state(ckpt_dir)
+        initial_step = 0
+        if state is not None:
+            if not config.resume:
+                raise ValueError(f"{ckpt_dir}: a previous run left checkpoints (step {state['global_step']}); "
+                                 "pass --resume to continue it or use a new --workdir")
+            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch)
+            logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],
+                         initial_step, initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch)
+        elif config.resume:
+            logging.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+
+        results_path = run_dir / "results.json"
+        results = _read_json(results_path) if initial_step else {}
+        results.update({"model": config.model, "kd": config.kd, "epochs": config.epochs,
+                        "steps_per_epoch": steps_per_epoch, "num_classes": info.num_classes,
+                        "num_images": info.num_images})
+        if bins and "before" not in results and chief:
+            results["before"] = evaluate_backbone(model.backbone, bins, batch_size=config.eval_batch_size)
+            logging.info("verification before training: %s", _fmt_acc(results["before"]))
+
+        callbacks = []
+        if schedule is not None:
+            first_epoch = min(initial_step // steps_per_epoch, config.epochs - 1)
+            model.set_teacher(schedule.path_for(first_epoch), retrace=False)
+            callbacks.append(TeacherScheduleCallback(schedule, validated=True))
+        if chief:
+            if bins:
+                callbacks.append(_verification_callback(model, bins, config, run_dir))
+            if config.export_teacher:
+                callbacks.append(cb.TeacherExporter(model.backbone, run_dir / "teachers"))
+            callbacks.append(cb.TrainingLogger(config.batch_size, total_steps, config.log_every_steps,
+                                               log_dir=run_dir / "tensorboard"))
+            callbacks.append(cb.ResumableCheckpoint(ckpt_dir, steps_per_epoch, config.checkpoint_every_steps))
+        history_callback = _LossHistory()
+        callbacks.append(history_callback)
+
+        if initial_step < total_steps:
+            fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                       initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
+        else:
+            logging.info("stage already complete (%d steps)", initial_step)
+        if info.corrupt.count:
+            logging.warning("data: %s", info.corrupt.summary())
+
+        if chief:
+            results.setdefault("history", {})
+            for epoch, logs in history_callback.epochs.items():
+                results["history"][str(epoch + 1)] = logs
+            if schedule is not None:
+                switches = [s for cbk in callbacks if isinstance(cbk, TeacherScheduleCallback) for s in cbk.switches]
+                results.setdefault("teachers", {})
+                for epoch, path, how in switches:
+                    results["teachers"][str(epoch + 1)] = {"path": path, "switch": how}
+            if bins:
+                results["after"] = evaluate_backbone(model.backbone, bins, batch_size=config.eval_batch_size)
+                logging.info("verification after training: %s", _fmt_acc(results["after"]))
+            if config.save_student:
+                with atomic_path(run_dir / "student.keras") as tmp:
+                    model.backbone.save(tmp)
+                results["student"] = str(run_dir / "student.keras")
+            if config.export_teacher:
+                results["teacher_manifest"] = str(run_dir / "teachers" / "manifest.json")
+            results["corrupt_records"] = info.corrupt.count
+            results["seconds"] = round(results.get("seconds", 0.0) + time.time() - started, 1)
+            write_json_atomic(results_path, results)
+        return results
+    finally:
+        if handler is not None:
+            logging.get_absl_logger().removeHandler(handler)
+            handler.close()
+
+
+def _verification_callback(model, bins, config, run_dir):
+    return VerificationEvery(bins, every_steps=config.eval_every_steps, batch_size=config.eval_batch_size,
+                             log_dir=run_dir / "tensorboard")
+
+
+class VerificationEvery(keras.callbacks.Callback):
+    """Verification on ``.bin`` sets every ``every_steps`` global steps and at every epoch end
+    (spec §6.9: the original evaluates every half epoch); logs and writes TensorBoard scalars
+    ``verification/<set>`` at the optimiser step, and keeps the best value per set."""
+
+    def __init__(self, bins: dict, every_steps: int = 0, batch_size: int = 64, log_dir=None):
+        super().__init__()
+        self.bins = dict(bins)
+        self.every_steps = int(every_steps)
+        self.batch_size = int(batch_size)
+        self.log_dir = None if log_dir is None else str(log_dir)
+        self.best = {}
+        self.records = []
+        self._last_step = None
+        self._writer = None
+
+    def _evaluate(self):
+        import tensorflow as tf
+
+        step = int(self.model.optimizer.iterations.numpy())
+        if step == self._last_step:
+            return
+        self._last_step = step
+        results = evaluate_backbone(self.model.backbone, self.bins, batch_size=self.batch_size)
+        for name, r in results.items():
+            self.best[name] = max(self.best.get(name, 0.0), r["accuracy"])
+            logging.info("step %d: %s accuracy %.4f +- %.4f (best %.4f), xnorm %.3f", step, name, r["accuracy"],
+                         r["accuracy_std"], self.best[name], r["xnorm"])
+            self.records.append({"step": step, "set": name, **r})
+        if self.log_dir:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            write_scalars(self._writer, {f"verification/{k}": r["accuracy"] for k, r in results.items()}, step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps and int(self.model.optimizer.iterations.numpy()) % self.every_steps == 0:
+            self._evaluate()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._evaluate()
+
+
+class _LossHistory(keras.callbacks.Callback):
+    """Collects each epoch's logged values (kept across the one or two ``fit`` calls)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs[epoch] = {k: float(v) for k, v in (logs or {}).items()}
+
+
+def _fmt_acc(results: dict) -> str:
+    return ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in results.items())
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def run(config: TrainConfig) -> dict:
+    """Runs the training command (teacher stage first with ``--train_teacher``); returns results."""
+    strategy = make_strategy(config.strategy)
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    if config.synthesize_data:
+        if is_chief(strategy):
+            ensure_synthetic_data(config)
+        elif not (config.data_location / "train.rec").exists():
+            raise FileNotFoundError(f"{config.data_location}: synthetic data must be generated by the chief first")
+    results = {}
+    if config.train_teacher:
+        results["teacher"] = train_stage(config.teacher_stage(), strategy)
+        config = config.student_stage()
+    results["student"] = train_stage(config, strategy)
+    if is_chief(strategy) and "teacher" in results:
+        write_json_atomic(config.run_dir / "results.json", {**results["student"], "teacher": results["teacher"]})
+    return results
