@@ -179,6 +179,7 @@ class VerificationResult:
             "best_threshold_accuracy": self.best_threshold_accuracy,
             "xnorm": self.xnorm,
             "tar_at_far": {f"{far:.0e}": tar for far, tar in self.tar_at_far.items()},
+            "tar_rule": "largest TAR with FPR <= FAR over all pairs; null when negative_pairs * FAR < 1",
             "fold_accuracies": self.fold_accuracies,
             "fold_thresholds": self.fold_thresholds,
         }
