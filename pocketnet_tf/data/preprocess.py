@@ -81,6 +81,27 @@ def decode_image(data: bytes, *, source: str = "<bytes>", size: int = IMAGE_SIZE
         raise ValueError(f"{source}: cannot decode image ({err})") from err
 
 
+def probe_image(data: bytes, *, source: str = "<bytes>") -> tuple[int, int, str]:
+    """Fully decodes JPEG/PNG bytes (to prove they are readable) and returns
+    ``(height, width, format)`` with format ``"jpeg"`` or ``"png"``, without resizing.
+
+    Raises:
+      ValueError: naming ``source`` when the bytes are not a decodable JPEG/PNG image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = (img.format or "").lower()
+            img.load()
+            height, width = img.height, img.width
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"{source}: cannot decode image ({err})") from err
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"{source}: image format {fmt or 'unknown'!r}; expected JPEG or PNG")
+    return height, width, fmt
+
+
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     """Encodes an RGB uint8 HWC array as JPEG bytes."""
     from PIL import Image

@@ -1,0 +1,543 @@
+"""Deterministic synthetic face identities, written in the real dataset formats.
+
+Each identity is a fixed latent vector: face outline (width, height, jaw taper, ears), skin tone
+and skin texture (oriented gratings, moles, blush), hair (colour, hairline shape, volume,
+length, strand frequency, baldness), eyes (spacing, height, size, tilt, iris colour, eyeliner),
+brows (gap, thickness, length, tilt, arch), nose (length, width, nostrils), mouth (height, width,
+lip thickness and colour), optional beard and glasses. Each image of an identity renders that
+latent under nuisance: shift/rotation/scale, head turn (inner features move against the
+outline), expression (smile, open mouth, eye openness, brow raise, gaze), hairline jitter,
+illumination (gain, colour cast, directional gradient, gamma), a random background with a
+clutter blob, an occasional occluder, blur, sensor noise and a random JPEG quality.
+
+Skin tone is drawn from a narrow range while illumination gain and colour cast vary widely, so
+an image's mean colour says little about who it is; identity lives in geometry, texture and
+colour *relations*, which a CNN can learn.
+
+Everything is vectorised numpy over chunks of images. Random numbers come from generators keyed
+by ``(seed, stream, identity, image)``, so a given identity looks the same whatever the number
+of identities, and files are byte-identical for the same arguments.
+
+Outputs (:func:`generate`): ``train.rec``/``train.idx``/``property`` in the insightface layout
+(meta record 0, identity records) and ``synth_val.bin``, a verification set of *held-out*
+identities in the insightface ``.bin`` form.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pocketnet_tf.data import preprocess
+
+__all__ = [
+    "SynthConfig",
+    "sample_identities",
+    "sample_nuisance",
+    "render",
+    "render_identity_images",
+    "make_verification_pairs",
+    "generate",
+]
+
+# Random-stream ids (second element of every generator key).
+_TRAIN_ID, _TRAIN_IMG, _VAL_ID, _VAL_PAIRS, _VAL_IMG = 0, 1, 2, 3, 4
+_ID_UNIFORMS = 96
+_IMG_UNIFORMS = 48
+_IMG_NORMALS = 16
+_CHUNK = 64
+
+_SKIN_LIGHT = np.array([226.0, 188.0, 160.0], np.float32)
+_SKIN_DARK = np.array([150.0, 104.0, 78.0], np.float32)
+_HAIR_PALETTE = np.array(
+    [[28, 22, 20], [62, 40, 28], [105, 70, 42], [168, 128, 80], [200, 170, 120], [140, 62, 32], [150, 148, 145]],
+    np.float32,
+)
+_IRIS_PALETTE = np.array([[70, 45, 25], [40, 28, 20], [70, 110, 150], [80, 110, 70], [110, 115, 120]], np.float32)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Arguments of :func:`generate` (field names equal the CLI flag names)."""
+
+    out: str
+    identities: int = 200
+    images_per_identity: int = 20
+    seed: int = 0
+    size: int = 112
+    val_identities: int = 50
+    val_pairs: int = 600
+
+    def __post_init__(self):
+        checks = [
+            (self.identities >= 2, f"identities must be >= 2, got {self.identities}"),
+            (self.images_per_identity >= 1, f"images_per_identity must be >= 1, got {self.images_per_identity}"),
+            (16 <= self.size <= 1024, f"size must be in 16..1024, got {self.size}"),
+            (self.val_identities >= 2 or self.val_pairs == 0, f"val_identities must be >= 2, got {self.val_identities}"),
+            (self.val_pairs >= 0, f"val_pairs must be >= 0, got {self.val_pairs}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def _uniforms(seed: int, stream: int, ids, count: int) -> np.ndarray:
+    return np.stack([np.random.default_rng([seed, stream, int(i)]).random(count) for i in ids]).astype(np.float64)
+
+
+def _lerp(lo, hi, u):
+    return lo + (hi - lo) * u
+
+
+def sample_identities(seed: int, ids, *, stream: int = _TRAIN_ID) -> dict[str, np.ndarray]:
+    """Identity latents for identity numbers ``ids``: a dict of arrays of shape ``(len(ids), ...)``."""
+    u = _uniforms(seed, stream, ids, _ID_UNIFORMS)
+    n = u.shape[0]
+    c = iter(range(_ID_UNIFORMS))
+
+    def col():
+        return u[:, next(c)]
+
+    p: dict[str, np.ndarray] = {}
+    p["face_cy"] = _lerp(0.08, 0.20, col())
+    p["face_a"] = _lerp(0.58, 0.80, col())
+    p["face_b"] = _lerp(0.86, 1.04, col())
+    p["jaw"] = _lerp(0.0, 0.38, col())
+    p["ear_r"] = _lerp(0.07, 0.13, col())
+    tone = col()
+    skin = _SKIN_LIGHT[None] + (_SKIN_DARK - _SKIN_LIGHT)[None] * tone[:, None]
+    skin = skin + (np.stack([col(), col(), col()], 1) - 0.5) * 24.0
+    p["skin"] = skin
+    hair_pick = np.minimum((col() * len(_HAIR_PALETTE)).astype(int), len(_HAIR_PALETTE) - 1)
+    p["hair"] = _HAIR_PALETTE[hair_pick] + (np.stack([col(), col(), col()], 1) - 0.5) * 30.0
+    bald = col() < 0.07
+    p["hairline"] = np.where(bald, -3.0, _lerp(-0.78, -0.42, col()))
+    p["hair_curve"] = _lerp(-0.1, 0.55, col())
+    p["hair_part"] = _lerp(-0.22, 0.22, col())
+    p["bald"] = bald
+    p["hair_vol_a"] = _lerp(1.02, 1.30, col())
+    p["hair_vol_b"] = _lerp(1.00, 1.15, col())
+    p["hair_len"] = _lerp(-0.25, 1.25, col())
+    p["hair_freq"] = _lerp(18.0, 60.0, col())
+    p["eye_y"] = _lerp(-0.16, -0.02, col())
+    p["eye_sep"] = _lerp(0.25, 0.37, col())
+    p["eye_a"] = _lerp(0.085, 0.135, col())
+    p["eye_b"] = _lerp(0.032, 0.058, col())
+    p["eye_tilt"] = _lerp(-0.22, 0.22, col())
+    iris_pick = np.minimum((col() * len(_IRIS_PALETTE)).astype(int), len(_IRIS_PALETTE) - 1)
+    p["iris"] = _IRIS_PALETTE[iris_pick] + (np.stack([col(), col(), col()], 1) - 0.5) * 20.0
+    p["liner"] = _lerp(0.2, 0.9, col())
+    p["brow_gap"] = _lerp(0.075, 0.15, col())
+    p["brow_thick"] = _lerp(0.018, 0.048, col())
+    p["brow_len"] = _lerp(0.09, 0.16, col())
+    p["brow_tilt"] = _lerp(-0.28, 0.28, col())
+    p["brow_arch"] = _lerp(0.0, 0.04, col())
+    p["nose_tip"] = _lerp(0.17, 0.34, col())
+    p["nose_w"] = _lerp(0.065, 0.14, col())
+    p["nostril"] = _lerp(0.35, 0.85, col())
+    p["mouth_y"] = _lerp(0.50, 0.66, col())
+    p["mouth_a"] = _lerp(0.15, 0.28, col())
+    p["lip_up"] = _lerp(0.012, 0.034, col())
+    p["lip_low"] = _lerp(0.018, 0.05, col())
+    lip_mix = _lerp(0.25, 0.7, col())
+    p["lip"] = p["skin"] * (1 - lip_mix[:, None]) + np.array([175.0, 62.0, 72.0])[None] * lip_mix[:, None]
+    p["blush"] = _lerp(0.0, 0.22, col())
+    p["beard"] = np.where(col() < 0.25, _lerp(0.35, 0.85, col()), 0.0)
+    p["glasses"] = col() < 0.18
+    p["glasses_col"] = np.where(col()[:, None] < 0.5, 25.0, 175.0) + (np.stack([col(), col(), col()], 1) - 0.5) * 30
+    p["glasses_t"] = _lerp(0.012, 0.024, col())
+    # Skin texture: three oriented gratings fixed on the face.
+    p["tex_amp"] = np.stack([_lerp(0.015, 0.06, col()) for _ in range(3)], 1)
+    p["tex_freq"] = np.stack([_lerp(4.0, 14.0, col()) for _ in range(3)], 1)
+    p["tex_ang"] = np.stack([col() * np.pi for _ in range(3)], 1)
+    p["tex_phase"] = np.stack([col() * 2 * np.pi for _ in range(3)], 1)
+    # Moles: up to three dark marks at fixed places.
+    p["mole_on"] = np.stack([col() < 0.35 for _ in range(3)], 1)
+    p["mole_u"] = np.stack([_lerp(-0.5, 0.5, col()) for _ in range(3)], 1)
+    p["mole_v"] = np.stack([_lerp(-0.35, 0.75, col()) for _ in range(3)], 1)
+    p["mole_r"] = np.stack([_lerp(0.012, 0.028, col()) for _ in range(3)], 1)
+    for key, value in p.items():
+        p[key] = np.asarray(value, dtype=np.float32) if value.dtype != bool else value
+        assert p[key].shape[0] == n
+    return p
+
+
+def sample_nuisance(seed: int, stream: int, keys) -> tuple[dict[str, np.ndarray], list[np.random.Generator]]:
+    """Per-image nuisance for images keyed ``keys`` (tuples), plus each image's generator for pixel noise."""
+    gens = [np.random.default_rng([seed, stream, *map(int, k)]) for k in keys]
+    u = np.stack([g.random(_IMG_UNIFORMS) for g in gens]).astype(np.float64)
+    z = np.stack([g.standard_normal(_IMG_NORMALS) for g in gens]).astype(np.float64)
+    cu = iter(range(_IMG_UNIFORMS))
+    cz = iter(range(_IMG_NORMALS))
+
+    q: dict[str, np.ndarray] = {}
+    q["tx"] = np.clip(0.045 * z[:, next(cz)], -0.12, 0.12)
+    q["ty"] = np.clip(0.045 * z[:, next(cz)], -0.12, 0.12)
+    q["rot"] = np.clip(0.10 * z[:, next(cz)], -0.26, 0.26)
+    q["scale"] = np.exp(np.clip(0.06 * z[:, next(cz)], -0.15, 0.15))
+    q["yaw"] = np.clip(0.055 * z[:, next(cz)], -0.13, 0.13)
+    q["pitch"] = np.clip(0.025 * z[:, next(cz)], -0.06, 0.06)
+    q["smile"] = _lerp(-0.25, 1.0, u[:, next(cu)])
+    q["mouth_open"] = np.where(u[:, next(cu)] < 0.3, _lerp(0.01, 0.06, u[:, next(cu)]), 0.0)
+    blink = u[:, next(cu)] < 0.05
+    q["eye_open"] = np.where(blink, 0.12, _lerp(0.6, 1.15, u[:, next(cu)]))
+    q["brow_raise"] = 0.012 * z[:, next(cz)]
+    q["gaze"] = 0.25 * z[:, next(cz)]
+    q["hair_jit"] = 0.02 * z[:, next(cz)]
+    q["gain"] = np.exp(_lerp(np.log(0.55), np.log(1.45), u[:, next(cu)]))
+    q["cast"] = np.exp(0.08 * np.stack([z[:, next(cz)], z[:, next(cz)], z[:, next(cz)]], 1))
+    ang = u[:, next(cu)] * 2 * np.pi
+    q["light_x"], q["light_y"] = np.cos(ang), np.sin(ang)
+    q["light_k"] = _lerp(0.0, 0.5, u[:, next(cu)])
+    q["gamma"] = np.exp(0.15 * z[:, next(cz)])
+    q["bg1"] = _lerp(15.0, 240.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
+    q["bg2"] = _lerp(15.0, 240.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
+    bg_ang = u[:, next(cu)] * 2 * np.pi
+    q["bg_dx"], q["bg_dy"] = np.cos(bg_ang), np.sin(bg_ang)
+    q["blob_on"] = u[:, next(cu)] < 0.6
+    q["blob_x"] = _lerp(-1.0, 1.0, u[:, next(cu)])
+    q["blob_y"] = _lerp(-1.0, 1.0, u[:, next(cu)])
+    q["blob_r"] = _lerp(0.2, 0.6, u[:, next(cu)])
+    q["blob_col"] = _lerp(15.0, 240.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
+    q["occ_on"] = u[:, next(cu)] < 0.22
+    q["occ_round"] = u[:, next(cu)] < 0.5
+    q["occ_x"] = _lerp(-0.75, 0.75, u[:, next(cu)])
+    q["occ_y"] = _lerp(-0.6, 0.95, u[:, next(cu)])
+    q["occ_a"] = _lerp(0.10, 0.32, u[:, next(cu)])
+    q["occ_b"] = _lerp(0.08, 0.28, u[:, next(cu)])
+    q["occ_col"] = _lerp(10.0, 245.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
+    q["blur"] = u[:, next(cu)] < 0.3
+    q["noise"] = _lerp(1.0, 7.0, u[:, next(cu)])
+    q["jpeg_q"] = np.floor(_lerp(60.0, 96.0, u[:, next(cu)]))
+    for key, value in q.items():
+        q[key] = np.asarray(value, dtype=np.float32) if value.dtype != bool else value
+    return q, gens
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _col(a):
+    """(B,) -> (B,1,1) for broadcasting against pixel grids."""
+    return np.asarray(a, np.float32)[:, None, None]
+
+
+def _rgb(a):
+    """(B,3) -> (3,B,1,1): images are rendered planar, (channel, image, row, column), so every
+    elementwise loop runs over whole rows instead of 3-element pixels."""
+    return np.ascontiguousarray(np.asarray(a, np.float32).T)[:, :, None, None]
+
+
+def _const(rgb):
+    return np.asarray(rgb, np.float32)[:, None, None, None]
+
+
+def _soft(dist, pw):
+    """Coverage of a shape from its signed distance (negative inside), anti-aliased over one pixel."""
+    return np.clip(0.5 - dist / pw, 0.0, 1.0)
+
+
+def _ellipse(u, v, cx, cy, a, b):
+    r = np.sqrt(((u - cx) / a) ** 2 + ((v - cy) / b) ** 2)
+    return (r - 1.0) * np.minimum(a, b)
+
+
+def _over(img, alpha, color):
+    """Paints ``color`` over the planar image ``img`` with coverage ``alpha`` (B,S,S), in place."""
+    img += alpha * (color - img)
+
+
+class _Bands:
+    """Row ranges of a chunk that can contain a face-frame region, so small features are painted
+    on a horizontal band of the images instead of the whole frame."""
+
+    def __init__(self, nuis, size):
+        self.size = size
+        self.ty = nuis["ty"][:, None].astype(np.float64)
+        self.scale = nuis["scale"][:, None].astype(np.float64)
+        self.sin = np.sin(nuis["rot"])[:, None].astype(np.float64)
+        self.cos = np.cos(nuis["rot"])[:, None].astype(np.float64)
+
+    def rows(self, v_lo, v_hi, u_max) -> slice:
+        cu = np.array([-u_max, u_max, -u_max, u_max])[None]
+        cv = np.array([v_lo, v_lo, v_hi, v_hi])[None]
+        ys = self.ty + self.scale * (self.sin * cu + self.cos * cv)
+        r0 = int(np.floor((ys.min() + 1.0) * self.size / 2.0)) - 2
+        r1 = int(np.ceil((ys.max() + 1.0) * self.size / 2.0)) + 2
+        return slice(max(0, r0), min(self.size, max(r1, r0 + 1)))
+
+
+def render(ident: dict[str, np.ndarray], nuis: dict[str, np.ndarray], gens, size: int) -> np.ndarray:
+    """Renders one image per row of ``ident``/``nuis`` (same length B): uint8 ``(B, size, size, 3)``.
+
+    Coordinates: image ``(x, y)`` in [-1, 1] (y down); the face frame ``(u, v)`` is the image
+    frame shifted, rotated and scaled by the pose; inner features use ``(u - yaw, v - pitch)``.
+    """
+    bsz = len(gens)
+    f32 = np.float32
+    grid = (np.arange(size, dtype=f32) + 0.5) * (2.0 / size) - 1.0
+    x = grid[None, None, :]
+    y = grid[:, None][None]
+    I = {k: _col(v) for k, v in ident.items() if v.ndim == 1}  # noqa: E741
+    N = {k: _col(v) for k, v in nuis.items() if v.ndim == 1}
+    cos, sin = np.cos(N["rot"]), np.sin(N["rot"])
+    xs, ys = x - N["tx"], y - N["ty"]
+    u = (cos * xs + sin * ys) / N["scale"]
+    v = (-sin * xs + cos * ys) / N["scale"]
+    pw = (2.0 / size) / N["scale"]  # one pixel in face units
+    bands = _Bands(nuis, size)
+
+    # Background: two-colour gradient and a clutter blob.
+    t = np.clip(0.5 + 0.5 * (N["bg_dx"] * x + N["bg_dy"] * y), 0, 1)
+    img = _rgb(nuis["bg1"]) + t * (_rgb(nuis["bg2"]) - _rgb(nuis["bg1"]))
+    img = np.broadcast_to(img, (3, bsz, size, size)).astype(f32)
+    blob = _soft(_ellipse(x, y, N["blob_x"], N["blob_y"], N["blob_r"], N["blob_r"] * 0.8), 2.0 / size)
+    _over(img, blob * N["blob_on"], _rgb(nuis["blob_col"]))
+
+    skin = _rgb(ident["skin"])
+    hair = _rgb(ident["hair"])
+    cy, fa, fb = I["face_cy"], I["face_a"], I["face_b"]
+
+    # Neck and ears (behind the face).
+    neck = _soft(np.maximum(np.abs(u) - fa * 0.5, cy + fb * 0.55 - v), pw)
+    _over(img, neck, skin * 0.78)
+    ears = _soft(_ellipse(np.abs(u), v, fa * 0.97, I["eye_y"] + 0.08, I["ear_r"] * 0.75, I["ear_r"] * 1.5), pw)
+    _over(img, ears, skin * 0.88)
+
+    # Hair behind the head.
+    strands = 1.0 + 0.12 * np.sin(I["hair_freq"] * u + 3.0 * v)
+    hair_len = I["hair_len"] + N["hair_jit"]
+    back = _soft(
+        np.maximum(_ellipse(u, v, 0.0, cy - 0.08, fa * I["hair_vol_a"], fb * I["hair_vol_b"]), v - hair_len), pw
+    )
+    _over(img, back * (1.0 - I["bald"]), hair * (0.8 * strands))
+
+    # Face: tapered ellipse, radial shading, skin texture gratings.
+    rel = np.clip((v - cy) / fb, 0.0, 1.0)
+    fa_eff = fa * (1.0 - I["jaw"] * rel * rel)
+    rf2 = (u / fa_eff) ** 2 + ((v - cy) / fb) ** 2
+    face = _soft((np.sqrt(rf2) - 1.0) * fa_eff, pw)
+    tex = np.ones_like(u)
+    for k in range(3):
+        ang = ident["tex_ang"][:, k]
+        proj = _col(np.cos(ang)) * u + _col(np.sin(ang)) * v
+        tex += _col(ident["tex_amp"][:, k]) * np.sin(
+            _col(ident["tex_freq"][:, k] * np.pi) * proj + _col(ident["tex_phase"][:, k])
+        )
+    _over(img, face, skin * ((1.0 - 0.3 * np.minimum(rf2, 1.0)) * tex))
+
+    # Everything below is drawn on the face: pixels outside it never change, so each feature is
+    # painted on the band of rows where it can appear.
+    fu = u - N["yaw"]
+    fv = v - N["pitch"]
+    au = np.abs(fu)
+
+    r = bands.rows(0.05, 0.55, 0.85)
+    blush = _soft(_ellipse(au[:, r], fv[:, r], 0.36, 0.30, 0.14, 0.10), 0.08) * I["blush"] * face[:, r]
+    _over(img[:, :, r], blush, _const([200.0, 80.0, 90.0]))
+
+    if np.any(ident["beard"] > 0):
+        r = bands.rows(0.0, 1.3, 0.85)
+        stubble = 0.75 + 0.25 * np.sin(60.0 * u[:, r]) * np.sin(55.0 * v[:, r])
+        beard = _soft(I["nose_tip"] + 0.09 - fv[:, r], 0.05) * face[:, r] * I["beard"] * stubble
+        _over(img[:, :, r], beard, hair * 0.9)
+
+    r = bands.rows(-0.4, 0.8, 0.55)
+    moles = 0.0
+    for k in range(3):
+        mu_, mv_, mr_ = (_col(ident[n][:, k]) for n in ("mole_u", "mole_v", "mole_r"))
+        mole = _soft(_ellipse(u[:, r], v[:, r], mu_, mv_, mr_, mr_), pw) * _col(ident["mole_on"][:, k])
+        moles = np.maximum(moles, mole)
+    _over(img[:, :, r], moles * face[:, r], _const([80.0, 50.0, 40.0]))
+
+    # Nose: side shading, tip highlight, nostrils.
+    r = bands.rows(-0.25, 0.46, 0.35)
+    tip, nw, eye_y = I["nose_tip"], I["nose_w"], I["eye_y"]
+    rfu, rfv, rau = fu[:, r], fv[:, r], au[:, r]
+    side = np.maximum(np.abs(rau - nw * 0.55) - 0.012, np.abs(rfv - (eye_y + tip) / 2) - (tip - eye_y) / 2)
+    _over(img[:, :, r], _soft(side, pw * 2) * 0.25, skin * 0.55)
+    _over(img[:, :, r], _soft(_ellipse(rfu, rfv, 0.0, tip - 0.02, nw * 0.7, 0.05), 0.03) * 0.35, skin * 1.18)
+    nostrils = _soft(_ellipse(rau, rfv, nw * 0.55, tip + 0.015, 0.03, 0.017), pw)
+    _over(img[:, :, r], nostrils * I["nostril"], skin * 0.35)
+
+    # Eyes (white, iris, pupil, lid line; gaze moves the iris), brows and glasses.
+    r = bands.rows(-0.6, 0.2, 0.8)
+    rimg = img[:, :, r]
+    rfu, rfv, rau, rpw = fu[:, r], fv[:, r], au[:, r], pw
+    eu = rau - I["eye_sep"]
+    ev = rfv - eye_y - I["eye_tilt"] * eu
+    eb = I["eye_b"] * N["eye_open"]
+    white = _soft(_ellipse(eu, ev, 0.0, 0.0, I["eye_a"], eb), rpw)
+    lid = _soft(np.maximum(_ellipse(eu, ev, 0.0, -0.004, I["eye_a"] * 1.12, eb + 0.02), -ev), rpw) * I["liner"]
+    _over(rimg, lid, hair * 0.35)
+    _over(rimg, white, _const([232.0, 228.0, 222.0]))
+    gaze = N["gaze"] * I["eye_a"] * np.sign(rfu)
+    iris_r = I["eye_b"] * 0.95
+    _over(rimg, _soft(_ellipse(eu, ev, gaze, 0.0, iris_r, iris_r), rpw) * white, _rgb(ident["iris"]))
+    pupil = _soft(_ellipse(eu, ev, gaze, 0.0, iris_r * 0.45, iris_r * 0.45), rpw) * white
+    _over(rimg, pupil, _const([15.0, 12.0, 12.0]))
+    b_center = (eye_y - I["brow_gap"] - N["brow_raise"] + I["brow_tilt"] * eu
+                - I["brow_arch"] * (1 - (eu / I["brow_len"]) ** 2))
+    brow_d = np.maximum(np.abs(rfv - b_center) - I["brow_thick"] / 2, np.abs(eu) - I["brow_len"])
+    _over(rimg, _soft(brow_d, rpw), hair * 0.6)
+    if np.any(ident["glasses"]):
+        ring_a, ring_b = I["eye_a"] * 1.55, I["eye_a"] * 1.15
+        ring_d = np.abs(_ellipse(eu, rfv - eye_y, 0.0, 0.0, ring_a, ring_b)) - I["glasses_t"] / 2
+        bridge_d = np.maximum(np.abs(rfv - eye_y + 0.02) - I["glasses_t"] / 2, rau - (I["eye_sep"] - ring_a + 0.01))
+        rims = _soft(np.minimum(ring_d, bridge_d), rpw) * I["glasses"]
+        _over(rimg, rims, _rgb(ident["glasses_col"]))
+
+    # Mouth: the line bends with the smile; lips taper to the corners; an open mouth shows a gap.
+    r = bands.rows(0.35, 0.85, 0.45)
+    rimg, rfu, rfv = img[:, :, r], fu[:, r], fv[:, r]
+    mu = rfu / I["mouth_a"]
+    taper = np.sqrt(np.clip(1.0 - mu * mu, 0.0, 1.0))
+    line = I["mouth_y"] - 0.06 * N["smile"] * (mu * mu) + 0.02 * N["smile"]
+    outside = np.abs(rfu) - I["mouth_a"]
+    opening = N["mouth_open"] * taper
+    gap = _soft(np.maximum(np.maximum(line - rfv, rfv - line - opening), outside), pw)
+    _over(rimg, gap * (N["mouth_open"] > 0), _const([60.0, 20.0, 25.0]))
+    upper = _soft(np.maximum(np.maximum(line - I["lip_up"] * taper - rfv, rfv - line), outside), pw)
+    lower = _soft(np.maximum(np.maximum(line + opening - rfv, rfv - line - opening - I["lip_low"] * taper), outside), pw)
+    _over(rimg, upper, _rgb(ident["lip"]) * 0.9)
+    _over(rimg, lower, _rgb(ident["lip"]))
+
+    # Fringe: hair over the forehead above the hairline curve.
+    r = bands.rows(-1.2, 0.3, 0.85)
+    hairline = I["hairline"] + I["hair_curve"] * u[:, r] ** 2 + I["hair_part"] * u[:, r] + N["hair_jit"]
+    fringe = _soft(v[:, r] - hairline, pw * 1.5) * face[:, r]
+    _over(img[:, :, r], fringe, hair * strands[:, r])
+
+    # Occluder (hand, microphone, ...), in image coordinates, on the images that have one.
+    sel = np.flatnonzero(nuis["occ_on"])
+    if sel.size:
+        ox, oy, oa, ob = (_col(nuis[n][sel]) for n in ("occ_x", "occ_y", "occ_a", "occ_b"))
+        occ_ell = _ellipse(x, y, ox, oy, oa, ob)
+        occ_box = np.maximum(np.abs(x - ox) - oa, np.abs(y - oy) - ob)
+        occ = _soft(np.where(_col(nuis["occ_round"][sel]) > 0, occ_ell, occ_box), 2.0 / size)
+        part = img[:, sel]
+        _over(part, occ, _rgb(nuis["occ_col"][sel]))
+        img[:, sel] = part
+
+    # Illumination: gain, colour cast, directional gradient, gamma.
+    img *= N["gain"] * (1.0 + N["light_k"] * (N["light_x"] * x + N["light_y"] * y))
+    img *= _rgb(nuis["cast"])
+    np.clip(img, 0.0, 255.0, out=img)
+    img = np.float32(255.0) * (img / np.float32(255.0)) ** N["gamma"]
+
+    # Blur (3x3 box) for some images, then sensor noise (uniform, std = nuis["noise"]).
+    sel = np.flatnonzero(nuis["blur"])
+    if sel.size:
+        padded = np.pad(img[:, sel], ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+        rows3 = padded[:, :, :-2] + padded[:, :, 1:-1] + padded[:, :, 2:]
+        img[:, sel] = (rows3[..., :-2] + rows3[..., 1:-1] + rows3[..., 2:]) / np.float32(9.0)
+    noise = np.stack([g.random((3, size, size), dtype=f32) for g in gens], 1)
+    noise -= np.float32(0.5)
+    img += noise * (N["noise"] * np.float32(np.sqrt(12.0)))
+    np.rint(img, out=img)
+    np.clip(img, 0, 255, out=img)
+    return img.astype(np.uint8).transpose(1, 2, 3, 0).copy()
+
+
+def _take(params: dict[str, np.ndarray], rows) -> dict[str, np.ndarray]:
+    return {k: v[rows] for k, v in params.items()}
+
+
+def _render_encoded(ident, nuis, gens, size) -> list[bytes]:
+    out = []
+    for start in range(0, len(gens), _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        images = render(_take(ident, rows), _take(nuis, rows), gens[rows], size)
+        qualities = nuis["jpeg_q"][rows]
+        out.extend(preprocess.encode_jpeg(im, quality=int(q)) for im, q in zip(images, qualities, strict=True))
+    return out
+
+
+def render_identity_images(seed: int, identities: int, images_per_identity: int, size: int, *, first: int = 0):
+    """Decoded uint8 images ``(identities * images_per_identity, size, size, 3)`` and labels of the
+    training identities ``first .. first+identities-1`` (identity-major order), without JPEG."""
+    ids = np.arange(first, first + identities)
+    latents = sample_identities(seed, ids, stream=_TRAIN_ID)
+    keys = [(i, j) for i in ids for j in range(images_per_identity)]
+    nuis, gens = sample_nuisance(seed, _TRAIN_IMG, keys)
+    rows = np.repeat(np.arange(identities), images_per_identity)
+    images = np.concatenate(
+        [render(_take(latents, rows[s : s + _CHUNK]), _take(nuis, slice(s, s + _CHUNK)), gens[s : s + _CHUNK], size)
+         for s in range(0, len(keys), _CHUNK)]
+    )
+    return images, rows
+
+
+def make_verification_pairs(seed: int, val_identities: int, val_pairs: int, size: int):
+    """Held-out verification pairs: ``(list of 2P JPEG bytes, list of P bools)``.
+
+    Identities come from a stream disjoint from the training identities. Exactly
+    ``val_pairs // 2`` pairs are "same" (two images of one identity under independent nuisance),
+    the rest are of two different identities, in a seeded random order.
+    """
+    rng = np.random.default_rng([seed, _VAL_PAIRS])
+    n_same = val_pairs // 2
+    issame = np.zeros(val_pairs, bool)
+    issame[:n_same] = True
+    rng.shuffle(issame)
+    first = rng.integers(0, val_identities, val_pairs)
+    other = (first + rng.integers(1, val_identities, val_pairs)) % val_identities
+    second = np.where(issame, first, other)
+    who = np.stack([first, second], 1).reshape(-1)
+    latents = sample_identities(seed, np.arange(val_identities), stream=_VAL_ID)
+    keys = [(k, side) for k in range(val_pairs) for side in (0, 1)]
+    nuis, gens = sample_nuisance(seed, _VAL_IMG, keys)
+    images = _render_encoded(_take(latents, who), nuis, gens, size)
+    return images, issame.tolist()
+
+
+def generate(config: SynthConfig) -> dict:
+    """Writes the training record set and the held-out verification ``.bin`` into ``config.out``.
+
+    Returns:
+      A summary: paths, counts, file sizes and seconds taken.
+    """
+    from pocketnet_tf.data import bin_file, recordio
+
+    start = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_id, per = config.identities, config.images_per_identity
+    ids = np.arange(n_id)
+    latents = sample_identities(config.seed, ids, stream=_TRAIN_ID)
+    keys = [(i, j) for i in range(n_id) for j in range(per)]
+    nuis, gens = sample_nuisance(config.seed, _TRAIN_IMG, keys)
+    labels = np.repeat(ids, per)
+
+    def images():
+        for s in range(0, len(keys), _CHUNK):
+            rows = slice(s, s + _CHUNK)
+            chunk = render(_take(latents, labels[rows]), _take(nuis, rows), gens[rows], config.size)
+            for im, q in zip(chunk, nuis["jpeg_q"][rows], strict=True):
+                yield preprocess.encode_jpeg(im, quality=int(q))
+
+    rec = recordio.write_insightface_rec(
+        out, labels, images(), image_size=(config.size, config.size), num_classes=n_id
+    )
+    summary = {
+        "out": str(out),
+        "num_classes": n_id,
+        "num_images": rec["num_images"],
+        "size": config.size,
+        "files": {"train.rec": rec["rec"], "train.idx": rec["idx"], "property": rec["property"]},
+    }
+    if config.val_pairs > 0:
+        val_images, issame = make_verification_pairs(config.seed, config.val_identities, config.val_pairs, config.size)
+        bin_path = out / "synth_val.bin"
+        bin_file.write_bin(bin_path, val_images, issame)
+        summary["files"]["synth_val.bin"] = str(bin_path)
+        summary["val_pairs"] = config.val_pairs
+        summary["val_identities"] = config.val_identities
+    summary["bytes"] = {name: Path(p).stat().st_size for name, p in summary["files"].items()}
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    return summary
