@@ -1,0 +1,77 @@
+"""``import_checkpoint``: the library call behind ``python -m pocketnet_tf.import_weights``."""
+
+import numpy as np
+import pytest
+
+from pocketnet_tf.importers.convert import ImportConfig, import_checkpoint
+from pocketnet_tf.importers.torch_checkpoint import StateDictMismatchError
+from tests.helpers import random_images
+from tests.importers.common import ATOL, max_abs_diff
+
+
+@pytest.fixture(scope="module")
+def s128_checkpoint(tmp_path_factory):
+    """A full-size PocketNetS-128 reference with random weights and statistics, saved by torch."""
+    torch = pytest.importorskip("torch", reason="the PyTorch reference needs the torch test extra")
+    from tests import torch_reference as ref
+
+    module = ref.randomize_(ref.AugmentCNN(), seed=1)
+    path = tmp_path_factory.mktemp("s128") / "295672backbone.pth"
+    torch.save(module.state_dict(), path)
+    return module, path
+
+
+def test_pocketnet_s128_full_size_matches_torch(s128_checkpoint, tmp_path):
+    from tests import torch_reference as ref
+
+    module, checkpoint = s128_checkpoint
+    out = tmp_path / "models" / "s128.keras"
+    model, report = import_checkpoint(ImportConfig("PocketNetS-128", str(checkpoint), str(out)))
+    assert (report.assigned, report.dropped, report.parameters) == (1112, 163, 925_632 + 15_232)
+    images = random_images(2, seed=0)
+    expected = ref.embed(module, images)
+    got = np.asarray(model(images, training=False))
+    assert got.shape == (2, 128)
+    assert 0.1 < float(np.std(expected)) < 100.0  # O(1): the absolute tolerance has teeth
+    assert max_abs_diff(got, expected) <= ATOL
+    assert sorted(p.name for p in out.parent.iterdir()) == ["s128.keras"]  # no temporaries left
+
+
+def test_a_failed_import_writes_nothing(s128_checkpoint, tmp_path):
+    torch = pytest.importorskip("torch")
+    _, checkpoint = s128_checkpoint
+    state = torch.load(checkpoint, weights_only=True)
+    del state["cells.17.dag.3.1.bn.running_var"]
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    out = tmp_path / "model.keras"
+    out.write_bytes(b"previous model")
+    with pytest.raises(StateDictMismatchError, match=r"bad\.pth: .*1 missing\n  missing +cells\.17\.dag\.3\.1\.bn\.running_var  expected \[128\]$"):
+        import_checkpoint(ImportConfig("PocketNetS-128", str(bad), str(out)))
+    assert out.read_bytes() == b"previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "model.keras"]
+
+
+def test_config_is_checked_before_any_work(tmp_path):
+    ckpt = tmp_path / "b.pth"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(ValueError, match="unknown model 'PocketNetX'"):
+        ImportConfig("PocketNetX", str(ckpt), "m.keras")
+    with pytest.raises(ValueError, match="MobileFaceNet: no PyTorch checkpoint layout for the mobilefacenet family"):
+        ImportConfig("MobileFaceNet", str(ckpt), "m.keras")
+    with pytest.raises(ValueError, match="iresnet100: --genotype applies to PocketNet models only"):
+        ImportConfig("iresnet100", str(ckpt), "m.keras", genotype="softmax_casia")
+    with pytest.raises(ValueError, match=r"m\.h5: the output file name must end with \.keras"):
+        ImportConfig("PocketNetS-128", str(ckpt), "m.h5")
+    with pytest.raises(ValueError, match="embedding_size must be a positive int, received 0"):
+        ImportConfig("PocketNetS-128", str(ckpt), "m.keras", embedding_size=0)
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth: no such checkpoint file"):
+        ImportConfig("PocketNetS-128", str(tmp_path / "missing.pth"), "m.keras")
+
+
+def test_an_unreadable_checkpoint_fails_before_building(tmp_path):
+    ckpt = tmp_path / "b.pth"
+    ckpt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match=r"b\.pth: not a readable PyTorch checkpoint"):
+        import_checkpoint(ImportConfig("PocketNetS-128", str(ckpt), str(tmp_path / "m.keras")))
+    assert not (tmp_path / "m.keras").exists()
