@@ -198,6 +198,87 @@ public final class CrossLanguageTool {
           writeJson(task, results);
           break;
         }
+      case "bundle_open":
+        {
+          // Opening must succeed, or fail with the message Python expects.
+          Map<String, Object> o = new LinkedHashMap<>();
+          try {
+            VerificationBundle b = VerificationBundle.open(file(task, "bundle"));
+            o.put("ok", true);
+            o.put("threshold", b.metadata.threshold);
+            o.put("input_dtype", b.metadata.inputDType.toString());
+          } catch (IOException | IllegalArgumentException e) {
+            o.put("ok", false);
+            o.put("error", e.getMessage());
+          }
+          writeJson(task, o);
+          break;
+        }
+      case "golden":
+        {
+          // The bundle's golden crops through the Java preprocessing, and the Java scores of the
+          // golden embeddings (all pairs, and a gallery of them searched with each one).
+          VerificationBundle b = VerificationBundle.open(file(task, "bundle"));
+          GoldenCheck.Report report = GoldenCheck.run(b, null);
+          BundleMetadata meta = b.metadata;
+          NpyArray images = b.readGolden(meta.golden.images);
+          int n = images.shape[0];
+          int per = meta.inputHeight * meta.inputWidth * 3;
+          byte[] px = images.toByteArray();
+          Preprocessor pre = b.preprocessor();
+          float[] floats = new float[n * per];
+          byte[] bytes = new byte[n * per];
+          for (int i = 0; i < n; i++) {
+            RgbImage crop =
+                new RgbImage(meta.inputWidth, meta.inputHeight, java.util.Arrays.copyOfRange(px, i * per, (i + 1) * per));
+            ModelInput in = pre.toInput(crop);
+            if (in.floats != null) {
+              System.arraycopy(in.floats, 0, floats, i * per, per);
+            } else {
+              System.arraycopy(in.bytes, 0, bytes, i * per, per);
+            }
+          }
+          int[] shape = {n, meta.inputHeight, meta.inputWidth, 3};
+          writeNpy(
+              task,
+              "inputs",
+              meta.inputDType == BundleMetadata.DType.FLOAT32
+                  ? NpyArray.write(floats, shape)
+                  : NpyArray.write(
+                      meta.inputDType == BundleMetadata.DType.INT8 ? NpyArray.DType.INT8 : NpyArray.DType.UINT8,
+                      bytes,
+                      shape));
+          float[] emb = b.readGolden(meta.golden.embeddings).toFloatArray();
+          int d = meta.embeddingSize;
+          double[] cos = new double[n * n];
+          Gallery g = new Gallery(meta.modelSha256, d);
+          for (int i = 0; i < n; i++) {
+            float[] a = java.util.Arrays.copyOfRange(emb, i * d, (i + 1) * d);
+            g.enrol("id" + i, a);
+            for (int j = 0; j < n; j++) {
+              cos[i * n + j] = Embeddings.cosine(a, java.util.Arrays.copyOfRange(emb, j * d, (j + 1) * d));
+            }
+          }
+          writeNpy(task, "cosines", NpyArray.write(cos, n, n));
+          List<Object> matches = new ArrayList<>();
+          for (int i = 0; i < n; i++) {
+            Gallery.Match m = g.search(java.util.Arrays.copyOfRange(emb, i * d, (i + 1) * d), meta.threshold);
+            Map<String, Object> r = new LinkedHashMap<>();
+            r.put("name", m.name);
+            r.put("score", m.score);
+            r.put("accepted", m.accepted);
+            matches.add(r);
+          }
+          Map<String, Object> o = new LinkedHashMap<>();
+          o.put("passed", report.passed());
+          o.put("images", report.images);
+          o.put("input_mismatches", report.inputMismatches);
+          o.put("input_max_abs_diff", report.inputMaxAbsDiff);
+          o.put("failures", new ArrayList<Object>(report.failures));
+          o.put("matches", matches);
+          writeJson(task, o);
+          break;
+        }
       default:
         throw new IllegalArgumentException("unknown op '" + op + "'");
     }

@@ -1,0 +1,292 @@
+"""The desktop twin of the Android demo: photos -> BlazeFace -> aligned crops -> bundle model -> gallery.
+
+Every step is the one the app runs (``android_demo/core``), with the same arithmetic:
+
+* detection and alignment: :mod:`pocketnet_tf.data.detect` (BlazeFace keypoints, 4-point fit to
+  the bundle's 5-point template) and :mod:`pocketnet_tf.data.align` (the exactly specified warp);
+* model input (:class:`BundleEmbedder`): ``x / std - mean / std`` in float32 with the bundle's
+  normalisation, then for an int8/uint8 input ``clip(round_half_even(x / scale) + zero_point)``
+  -- the Java ``Preprocessor``;
+* gallery: :mod:`pocketnet_tf.gallery` (same file format and scores as the app).
+
+The command line is ``python -m pocketnet_tf.align`` (see that module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pocketnet_tf.data import detect
+from pocketnet_tf.gallery import Gallery, Match
+
+__all__ = [
+    "BundleEmbedder",
+    "BundleMetadata",
+    "FaceCrop",
+    "IMAGE_SUFFIXES",
+    "find_faces",
+    "list_images",
+    "read_bundle_metadata",
+    "read_photo",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+METADATA_FILE = "metadata.json"
+_DTYPES = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8}
+
+
+# ------------------------------------------------------------------------------------- photos
+
+
+def list_images(inputs) -> list[Path]:
+    """Expands files and directories (non-recursive, sorted, image suffixes only) into files.
+
+    Raises:
+      FileNotFoundError: an input does not exist.
+      ValueError: a directory holds no image.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"{path}: no {'/'.join(IMAGE_SUFFIXES)} images in this directory")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory")
+    return out
+
+
+def read_photo(path) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) image, upright (EXIF orientation applied, as the app does)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot decode image ({err})") from None
+
+
+@dataclasses.dataclass
+class FaceCrop:
+    """One detected face: its detection (image pixels), the aligned crop and the 2x3 matrix."""
+
+    detection: detect.Detection
+    crop: np.ndarray
+    matrix: np.ndarray
+
+
+def find_faces(image: np.ndarray, detector: detect.BlazeFaceDetector, template, size: tuple[int, int]
+               ) -> list[FaceCrop]:
+    """Every face in ``image``, best score first, aligned to ``template`` at ``size`` (h, w)."""
+    out = []
+    for d in detector.detect(image):
+        if size[0] != size[1]:
+            raise ValueError(f"only square crops are supported, got {size}")
+        crop, matrix = detect.align_from_keypoints(image, d.keypoints, template=template, size=size[0])
+        out.append(FaceCrop(d, crop, matrix))
+    return out
+
+
+# ------------------------------------------------------------------------------------- bundle
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleMetadata:
+    """The fields of a bundle's ``metadata.json`` the app and the twin use (checked on load)."""
+
+    path: Path
+    model_file: str
+    model_sha256: str
+    input_size: tuple[int, int]  # (height, width)
+    input_dtype: str
+    norm_mean: float
+    norm_std: float
+    input_quantization: tuple[float, int] | None
+    embedding_size: int
+    output_dtype: str
+    output_quantization: tuple[float, int] | None
+    l2_normalized: bool
+    template: np.ndarray
+    threshold: float
+    far: float
+
+
+def _field(obj, key, kind, where, path):
+    if not isinstance(obj, dict) or key not in obj or obj[key] is None:
+        raise ValueError(f"{path}: missing field '{where}{key}'")
+    value = obj[key]
+    ok = {
+        "str": isinstance(value, str),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "num": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "obj": isinstance(value, dict),
+        "list": isinstance(value, list),
+    }[kind]
+    if not ok:
+        raise ValueError(f"{path}: field '{where}{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _quant(tensor, dtype, where, path):
+    q = tensor.get("quantization")
+    if dtype == "float32":
+        if q is not None:
+            raise ValueError(f"{path}: field '{where}quantization' must be null for a float32 tensor")
+        return None
+    if not isinstance(q, dict):
+        raise ValueError(f"{path}: field '{where}quantization' is required for a {dtype} tensor")
+    scale = float(_field(q, "scale", "num", where + "quantization.", path))
+    zero = int(_field(q, "zero_point", "int", where + "quantization.", path))
+    info = np.iinfo(_DTYPES[dtype])
+    if not scale > 0 or not info.min <= zero <= info.max:
+        raise ValueError(f"{path}: invalid {where}quantization (scale {scale}, zero_point {zero})")
+    return scale, zero
+
+
+def read_bundle_metadata(bundle_dir, *, check_sha256: bool = True) -> BundleMetadata:
+    """Parses and checks ``<bundle_dir>/metadata.json`` (and the model's SHA-256).
+
+    Raises:
+      FileNotFoundError: metadata or model file missing.
+      ValueError: invalid metadata or a model whose SHA-256 differs from the stated one.
+    """
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / METADATA_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: bundle metadata not found") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err})") from None
+    if _field(meta, "format", "str", "", path) != "pocketnet_tf.bundle":
+        raise ValueError(f"{path}: field 'format' must be 'pocketnet_tf.bundle'")
+    if _field(meta, "version", "int", "", path) != 1:
+        raise ValueError(f"{path}: bundle version {meta['version']} is not supported (expected 1)")
+    model = _field(meta, "model", "obj", "", path)
+    model_file = _field(model, "file", "str", "model.", path)
+    if Path(model_file).name != model_file or model_file.startswith("."):
+        raise ValueError(f"{path}: field 'model.file' must be a plain file name, got {model_file!r}")
+    sha = _field(model, "sha256", "str", "model.", path).lower()
+    inp = _field(meta, "input", "obj", "", path)
+    shape = _field(inp, "shape", "list", "input.", path)
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or _field(inp, "layout", "str", "input.", path) != "NHWC":
+        raise ValueError(f"{path}: input must be NHWC [1, H, W, 3], got {shape} {inp.get('layout')}")
+    in_dtype = _field(inp, "dtype", "str", "input.", path)
+    if in_dtype not in _DTYPES:
+        raise ValueError(f"{path}: field 'input.dtype' must be float32, int8 or uint8, got {in_dtype!r}")
+    norm = _field(inp, "normalization", "obj", "input.", path)
+    out = _field(meta, "output", "obj", "", path)
+    out_dtype = _field(out, "dtype", "str", "output.", path)
+    if out_dtype not in ("float32", "int8"):
+        raise ValueError(f"{path}: field 'output.dtype' must be float32 or int8, got {out_dtype!r}")
+    alignment = _field(meta, "alignment", "obj", "", path)
+    template = np.asarray(_field(alignment, "template", "list", "alignment.", path), dtype=np.float64)
+    if template.shape != (5, 2):
+        raise ValueError(f"{path}: field 'alignment.template' must be 5 (x, y) points, got shape {template.shape}")
+    if list(_field(alignment, "image_size", "list", "alignment.", path)) != [shape[1], shape[2]]:
+        raise ValueError(f"{path}: alignment.image_size must equal the model input size {shape[1:3]}")
+    ver = _field(meta, "verification", "obj", "", path)
+    if _field(ver, "metric", "str", "verification.", path) != "cosine":
+        raise ValueError(f"{path}: field 'verification.metric' must be 'cosine'")
+    threshold = float(_field(ver, "threshold", "num", "verification.", path))
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"{path}: verification.threshold must be a cosine in [-1, 1], got {threshold}")
+    result = BundleMetadata(
+        path=path,
+        model_file=model_file,
+        model_sha256=sha,
+        input_size=(int(shape[1]), int(shape[2])),
+        input_dtype=in_dtype,
+        norm_mean=float(_field(norm, "mean", "num", "input.normalization.", path)),
+        norm_std=float(_field(norm, "std", "num", "input.normalization.", path)),
+        input_quantization=_quant(inp, in_dtype, "input.", path),
+        embedding_size=int(_field(out, "embedding_size", "int", "output.", path)),
+        output_dtype=out_dtype,
+        output_quantization=_quant(out, out_dtype, "output.", path),
+        l2_normalized=bool(_field(out, "l2_normalized", "bool", "output.", path)),
+        template=template,
+        threshold=threshold,
+        far=float(_field(ver, "far", "num", "verification.", path)),
+    )
+    model_path = bundle_dir / model_file
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path}: model file named in {path} not found")
+    if check_sha256:
+        actual = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        if actual != sha:
+            raise ValueError(f"{model_path}: SHA-256 {actual} does not match {sha} in {path} (corrupt or replaced model)")
+    return result
+
+
+class BundleEmbedder:
+    """Runs a bundle's ``.tflite`` with ``ai_edge_litert`` on aligned uint8 crops, preprocessing
+    exactly as the app's Java ``Preprocessor``."""
+
+    def __init__(self, bundle_dir, *, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.bundle_dir = Path(bundle_dir)
+        self.meta = read_bundle_metadata(self.bundle_dir)
+        model_path = self.bundle_dir / self.meta.model_file
+        try:
+            self._interp = Interpreter(model_path=str(model_path), num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except Exception as err:  # the runtime raises bare RuntimeError/ValueError
+            raise ValueError(f"{model_path}: cannot load the model ({err})") from None
+        (self._in,) = self._interp.get_input_details()
+        outs = self._interp.get_output_details()
+        if len(outs) != 1:
+            raise ValueError(f"{model_path}: expected one output, got {len(outs)}")
+        self._out = outs[0]
+        h, w = self.meta.input_size
+        if list(self._in["shape"]) != [1, h, w, 3] or np.dtype(self._in["dtype"]) != _DTYPES[self.meta.input_dtype]:
+            raise ValueError(f"{model_path}: input {list(self._in['shape'])} {np.dtype(self._in['dtype'])} "
+                             f"disagrees with {self.meta.path} ([1, {h}, {w}, 3] {self.meta.input_dtype})")
+
+    def input_tensor(self, crop: np.ndarray) -> np.ndarray:
+        """(1, H, W, 3) model input for an aligned uint8 crop, as the app computes it."""
+        crop = np.asarray(crop)
+        if crop.shape != (*self.meta.input_size, 3) or crop.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 crop of shape {(*self.meta.input_size, 3)}, got {crop.shape} {crop.dtype}")
+        x = crop.astype(np.float32) / np.float32(self.meta.norm_std) - np.float32(self.meta.norm_mean / self.meta.norm_std)
+        if self.meta.input_quantization is None:
+            return x[None]
+        scale, zero = self.meta.input_quantization
+        info = np.iinfo(_DTYPES[self.meta.input_dtype])
+        q = np.round(x / np.float32(scale)) + np.float32(zero)
+        return np.clip(q, info.min, info.max).astype(_DTYPES[self.meta.input_dtype])[None]
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Raw model output for a prepared input, dequantised to float32 like the app."""
+        self._interp.set_tensor(self._in["index"], tensor)
+        self._interp.invoke()
+        out = self._interp.get_tensor(self._out["index"])[0].reshape(-1)
+        if self.meta.output_quantization is not None:
+            scale, zero = self.meta.output_quantization
+            out = (out.astype(np.float32) - np.float32(zero)) * np.float32(scale)
+        if out.size != self.meta.embedding_size:
+            raise ValueError(f"model returned {out.size} values, {self.meta.path} declares {self.meta.embedding_size}")
+        return out.astype(np.float32)
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        return self.run(self.input_tensor(crop))
+
+    def new_gallery(self) -> Gallery:
+        return Gallery(self.meta.model_sha256, self.meta.embedding_size)
+
+    def search(self, gallery: Gallery, embedding) -> Match:
+        return gallery.search(embedding, self.meta.threshold)
