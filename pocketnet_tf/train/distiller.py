@@ -24,6 +24,11 @@ from pocketnet_tf.layers.margin import l2_normalize
 from pocketnet_tf.train.teachers import as_teacher
 
 
+def _multi_worker_mode() -> bool:
+    strategy = tf.distribute.get_strategy()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
 @keras.saving.register_keras_serializable(package="pocketnet_tf")
 class MarginModel(keras.Model):
     """A face-recognition backbone trained through a margin head (ArcFace/CosFace).
@@ -70,6 +75,15 @@ class MarginModel(keras.Model):
             # Only the backbone is clipped (the original clips backbone.parameters(), not the header).
             self.optimizer.set_clip_variables(self.backbone.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds compiled losses/metrics and the optimiser from a first batch, which it
+        # averages over replicas with strategy.reduce(MEAN) — a call that fails under
+        # MultiWorkerMirroredStrategy. This model has no compiled loss or metrics (its step
+        # uses its own trackers) and all layers are built, so only the optimiser needs building.
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
     @property
     def input_image_shape(self) -> tuple:
         return tuple(self.backbone.input_shape[1:])
@@ -98,7 +112,12 @@ class MarginModel(keras.Model):
         self.loss_tracker.update_state(total * replicas, sample_weight=batch)
         for tracker in self.metrics[1:]:
             tracker.update_state(terms[tracker.name] * replicas, sample_weight=batch)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if _multi_worker_mode():
+            # Keras reduces step outputs across workers with reduce(MEAN, axis=0), which rejects
+            # scalars; a length-1 vector reduces to the same scalar.
+            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -1,0 +1,124 @@
+"""tf.distribute: two replicas (logical CPUs) and two worker processes equal one device (spec §6.3).
+
+The student here has no BatchNormalization: BN batch statistics are per replica (as in the
+original's DDP without SyncBN, spec §9.22), so with BN a 2x4 split legitimately differs from one
+batch of 8. Everything else that distribution touches is checked: loss scaling of both loss
+terms, the cross-replica gradient sum, the backbone-only clipping after that sum (a small
+clip norm keeps it active), PyTorch-style weight decay and momentum, and the SavedModel teacher
+called inside the replica function.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pocketnet_tf.layers.margin import ArcMarginHead
+from pocketnet_tf.train.distiller import DistillationModel
+from pocketnet_tf.train.optimizer import TorchSGD
+from pocketnet_tf.train.schedules import EpochStepDecay
+from pocketnet_tf.train.teachers import export_savedmodel
+from tests.helpers import randomize_batchnorm_statistics
+from tests.train.common import tiny_backbone
+
+SPEC = {"examples": 24, "batch_size": 8, "epochs": 2, "clip_norm": 0.05}
+
+
+def build(spec, teacher):
+    """The model every run trains (call under the strategy's scope)."""
+    keras.utils.set_random_seed(0)
+    model = DistillationModel(tiny_backbone(batch_norm_layers=False), ArcMarginHead(3), teacher=teacher)
+    steps = spec["examples"] // spec["batch_size"]
+    model.compile(optimizer=TorchSGD(EpochStepDecay(0.1, steps, [2]), clip_norm=spec["clip_norm"]))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def train_data(spec):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (spec["examples"], 8, 8, 3)).astype(np.float32)
+    y = (np.arange(spec["examples"]) % 3).astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(spec["batch_size"])
+
+
+def _teacher(tmp_path):
+    teacher = tiny_backbone(seed=9, name="teacher")
+    randomize_batchnorm_statistics(teacher, seed=9)
+    return str(export_savedmodel(teacher, tmp_path / "teacher"))
+
+
+def _single_device(tmp_path, teacher):
+    model = build(SPEC, teacher)
+    model.save_weights(tmp_path / "init.weights.h5")
+    history = model.fit(train_data(SPEC), epochs=SPEC["epochs"], verbose=0)
+    return model, history.history
+
+
+def test_mirrored_two_replicas_equal_one_device(tmp_path):
+    teacher = _teacher(tmp_path)
+    single, single_hist = _single_device(tmp_path, teacher)
+    # The clip is active (otherwise clipping before/after the replica sum would look alike).
+    x, y = next(iter(train_data(SPEC)))
+    fresh = build(SPEC, teacher)
+    fresh.load_weights(tmp_path / "init.weights.h5")
+    with tf.GradientTape() as tape:
+        total, _, _ = fresh.compute_losses(x, y, training=True, teacher_embeddings=fresh._teacher_embeddings(x))
+    assert float(tf.linalg.global_norm(tape.gradient(total, fresh.backbone.trainable_variables))) > 10 * SPEC["clip_norm"]
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        mirrored = build(SPEC, teacher)
+    mirrored.load_weights(tmp_path / "init.weights.h5")
+    mirrored_hist = mirrored.fit(train_data(SPEC), epochs=SPEC["epochs"], verbose=0).history
+    moved = max(float(np.abs(np.array(a) - np.array(b)).max())
+                for a, b in zip(single.weights, fresh.weights))
+    assert moved > 1e-3  # training changed the weights noticeably
+    for a, b in zip(mirrored.weights, single.weights):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=2e-6, err_msg=a.path)
+    for key in ("loss", "ce_loss", "kd_loss"):
+        np.testing.assert_allclose(mirrored_hist[key], single_hist[key], rtol=1e-4)
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_two_processes_equal_one_device(tmp_path):
+    teacher = _teacher(tmp_path)
+    single, single_hist = _single_device(tmp_path, teacher)
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    ports = ",".join(str(p) for p in _free_ports(2))
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.train.distributed_worker", str(tmp_path), str(i), ports],
+                              cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for i in range(2)]
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=420)
+            outputs.append(out.decode(errors="replace")[-3000:])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n----\n".join(outputs)
+    result = np.load(tmp_path / "result.npz")
+    for i, w in enumerate(single.weights):
+        np.testing.assert_allclose(result[f"arr_{i}"], np.array(w), rtol=1e-4, atol=2e-6, err_msg=w.path)
+    np.testing.assert_allclose(result["loss"], single_hist["loss"], rtol=1e-4)
