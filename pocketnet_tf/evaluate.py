@@ -38,6 +38,7 @@ def define_flags() -> None:
     flags.DEFINE_string("megaface_distractor_list", None, "Distractor image list (text or devkit JSON).")
     flags.DEFINE_string("megaface_facescrub_noises", None, "facescrub_noises.txt (enables the refined set).")
     flags.DEFINE_string("megaface_distractor_noises", None, "megaface_noises.txt (enables the refined set).")
+    flags.DEFINE_boolean("megaface_resume", False, "Skip images whose MegaFace feature file exists (same model only).")
 
 
 def _underscore_flag_names(argv: list[str]) -> list[str]:
@@ -78,6 +79,7 @@ def _config_from_flags():
         megaface_distractor_list=FLAGS.megaface_distractor_list,
         megaface_facescrub_noises=FLAGS.megaface_facescrub_noises,
         megaface_distractor_noises=FLAGS.megaface_distractor_noises,
+        megaface_resume=FLAGS.megaface_resume,
     )
 
 

@@ -219,7 +219,8 @@ class SavedModelEmbedder(Embedder):
         if self._fixed_batch is None or self._fixed_batch == len(batch):
             return self._call(batch)
         if self._fixed_batch != 1:
-            raise ValueError(f"{self.source}: signature has a fixed batch of {self._fixed_batch}; only 1 or dynamic supported")
+            raise ValueError(f"{self.source}: signature has a fixed batch of {self._fixed_batch}; "
+                             "only 1 or dynamic supported")
         return np.concatenate([self._call(batch[i : i + 1]) for i in range(len(batch))])
 
 

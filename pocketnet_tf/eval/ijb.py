@@ -122,7 +122,8 @@ def read_ijb_meta(root, ijb_set: str = "IJBC") -> IJBMeta:
             raise ValueError(f"{lmk_path}: duplicate image names and order differs from {tid_path.name}")
         missing = [n for n in names if n not in index]
         if missing:
-            raise ValueError(f"{lmk_path}: no landmarks for {len(missing)} images of {tid_path.name}, e.g. {missing[0]!r}")
+            raise ValueError(f"{lmk_path}: no landmarks for {len(missing)} images of {tid_path.name}, "
+                             f"e.g. {missing[0]!r}")
         values = values[[index[n] for n in names]]
 
     pair_rows = _read_rows(pair_path, 3)
@@ -133,7 +134,8 @@ def read_ijb_meta(root, ijb_set: str = "IJBC") -> IJBMeta:
     known = np.unique(ids[:, 0])
     unknown = np.setdiff1d(np.unique(pair_ids[:, :2]), known)
     if unknown.size:
-        raise ValueError(f"{pair_path}: {unknown.size} templates have no images in {tid_path.name}, e.g. {int(unknown[0])}")
+        raise ValueError(f"{pair_path}: {unknown.size} templates have no images in {tid_path.name}, "
+                         f"e.g. {int(unknown[0])}")
     return IJBMeta(
         image_names=names,
         templates=ids[:, 0],

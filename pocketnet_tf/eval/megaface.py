@@ -63,7 +63,8 @@ def read_feature_file(path) -> np.ndarray:
         raise ValueError(f"{path}: {len(data)} bytes, shorter than the 16-byte header")
     rows, cols, size, kind = _HEADER.unpack_from(data)
     if cols != 1 or size != 4 or kind != CV_32F or rows < 1:
-        raise ValueError(f"{path}: header (rows, cols, elem size, type) = {(rows, cols, size, kind)}; expected (n, 1, 4, 5)")
+        raise ValueError(f"{path}: header (rows, cols, elem size, type) = {(rows, cols, size, kind)}; "
+                         "expected (n, 1, 4, 5)")
     if len(data) != _HEADER.size + 4 * rows:
         raise ValueError(f"{path}: {len(data)} bytes for {rows} floats; expected {_HEADER.size + 4 * rows}")
     return np.frombuffer(data, dtype="<f4", offset=_HEADER.size).astype(np.float32)
@@ -180,7 +181,8 @@ def refine_features(*, facescrub_images, megaface_images, facescrub_features, me
 
     Args:
       facescrub_images / megaface_images: image lists (files or lists of relative paths) of the
-        exported features; FaceScrub identity = the first path component.
+        exported features; a FaceScrub image's identity is its directory name
+        (``<identity>/<image>``).
       facescrub_features / megaface_features: roots the features were exported to.
       facescrub_noises / megaface_noises: insightface noise lists (entries are relative paths or
         bare image file names).
@@ -206,16 +208,19 @@ def refine_features(*, facescrub_images, megaface_images, facescrub_features, me
         raise ValueError(f"{facescrub_features}: features of different lengths {sorted(dims)}")
     (dim,) = dims
     clean_sum: dict[str, np.ndarray] = {}
-    noisy_fs = []
+    noisy_fs: set[str] = set()
+    for rel in fs_rels:
+        if not PurePosixPath(rel).parent.name:
+            raise ValueError(f"FaceScrub image {rel!r} has no identity directory (expected <identity>/<image>)")
     for rel, feat in fs_feats.items():
-        identity = PurePosixPath(rel).parts[0]
+        identity = PurePosixPath(rel).parent.name
         if _is_listed(rel, fs_noise):
-            noisy_fs.append(rel)
+            noisy_fs.add(rel)
         else:
             clean_sum[identity] = clean_sum.get(identity, np.zeros(dim, np.float64)) + feat
     orphans = 0
     for rel in fs_rels:
-        identity = PurePosixPath(rel).parts[0]
+        identity = PurePosixPath(rel).parent.name
         feat = fs_feats[rel].astype(np.float64)
         if rel in noisy_fs:
             if identity in clean_sum:

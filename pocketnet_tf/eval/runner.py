@@ -46,6 +46,7 @@ class EvalConfig:
     megaface_distractor_list: str | None = None
     megaface_facescrub_noises: str | None = None
     megaface_distractor_noises: str | None = None
+    megaface_resume: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "bin", tuple(b for b in self.bin if b))
@@ -157,12 +158,14 @@ def _run_megaface(embedder, config: EvalConfig, out: Path) -> dict:
 
     raw_fs, raw_mf = out / "megaface" / "facescrub_raw", out / "megaface" / "megaface_raw"
     summary = {"algo": config.megaface_algo, "facescrub_features": str(raw_fs), "megaface_features": str(raw_mf)}
-    summary["facescrub_written"] = megaface.export_features(
+    summary["facescrub_embedded"] = megaface.export_features(
         embedder, config.megaface_facescrub_images, config.megaface_facescrub_list, raw_fs,
-        algo=config.megaface_algo, batch_size=config.batch_size, skip_existing=True, progress=config.progress)
-    summary["megaface_written"] = megaface.export_features(
+        algo=config.megaface_algo, batch_size=config.batch_size, skip_existing=config.megaface_resume,
+        progress=config.progress)
+    summary["megaface_embedded"] = megaface.export_features(
         embedder, config.megaface_distractor_images, config.megaface_distractor_list, raw_mf,
-        algo=config.megaface_algo, batch_size=config.batch_size, skip_existing=True, progress=config.progress)
+        algo=config.megaface_algo, batch_size=config.batch_size, skip_existing=config.megaface_resume,
+        progress=config.progress)
     if config.megaface_facescrub_noises:
         refined_fs, refined_mf = out / "megaface" / "facescrub_refined", out / "megaface" / "megaface_refined"
         summary["refinement"] = megaface.refine_features(

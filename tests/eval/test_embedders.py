@@ -121,7 +121,8 @@ def test_raw_pixel_models(tiny, pixels, tmp_path):
 
 def test_normalization_from_metadata():
     assert normalization_from_metadata({}) == (127.5, 127.5)
-    assert normalization_from_metadata({"m": {"input": {"normalization": {"mean": 127.5, "std": 128}}}}) == (127.5, 128.0)
+    nested = {"m": {"input": {"normalization": {"mean": 127.5, "std": 128}}}}
+    assert normalization_from_metadata(nested) == (127.5, 128.0)
     assert normalization_from_metadata({"m": {"input_range": [0, 255]}}) is None
     with pytest.raises(ValueError, match="per-channel"):
         normalization_from_metadata({"m": {"normalization": {"mean": [1, 2, 3], "std": 1}}})

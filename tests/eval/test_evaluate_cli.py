@@ -68,7 +68,7 @@ def test_runner_on_tflite_with_megaface(tmp_path):
     assert on_disk["sets"]["cfp_fp"]["accuracy"] == direct.accuracy
     assert (tmp_path / "out" / "roc_cfp_fp.png").read_bytes()[:8] == PNG_MAGIC
     mf = on_disk["megaface"]
-    assert (mf["facescrub_written"], mf["megaface_written"]) == (3, 2)
+    assert (mf["facescrub_embedded"], mf["megaface_embedded"]) == (3, 2)
     assert mf["refinement"]["facescrub_noisy"] == 1 and mf["refinement"]["megaface_noisy"] == 1
     refined = read_feature_file(feature_path(tmp_path / "out" / "megaface" / "megaface_refined", "0/2.jpg", "tiny"))
     assert refined.size == 9 and refined[-1] == 100.0

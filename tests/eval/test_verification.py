@@ -98,7 +98,8 @@ def test_against_loop_reference_on_random_scores():
     d = np.where(same, rng.normal(0.9, 0.4, 47), rng.normal(1.6, 0.4, 47)).clip(0, 4)
     d[5] = d[6]  # a tie between pairs
     result = kfold_accuracy(d, same, n_folds=10)
-    np.testing.assert_allclose(result.fold_accuracies, _loop_reference(d.tolist(), same.tolist(), 10), rtol=0, atol=1e-15)
+    expected = _loop_reference(d.tolist(), same.tolist(), 10)
+    np.testing.assert_allclose(result.fold_accuracies, expected, rtol=0, atol=1e-15)
 
 
 def test_flip_xnorm_and_distances():
