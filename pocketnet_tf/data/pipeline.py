@@ -338,11 +338,20 @@ def build_dataset(
         return preprocess.normalize_tf(image), label
 
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
-    ds = tf.data.Dataset.from_tensor_slices(positions)
     if shuffle:
-        ds = ds.shuffle(positions.size, seed=seed, reshuffle_each_iteration=True)
+        # A full permutation per pass, drawn as one tensor: a shuffle buffer of millions of
+        # records would cost far more memory, and a small one would not mix identities that the
+        # record file stores grouped. A new key is drawn on every iteration of the dataset.
+        table = tf.constant(positions)
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+        ds = keys.flat_map(
+            lambda key: tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(table, seed=key))
+        )
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(positions)
     if training:
-        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
+        flips_seed = None if seed is None else seed + 1
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=flips_seed, rerandomize_each_iteration=True))
     ds = ds.map(load_tf, num_parallel_calls=parallel)
     ds = ds.filter(lambda image, label, ok, *rest: ok)
     ds = ds.map(augment if training else finish, num_parallel_calls=parallel)

@@ -393,7 +393,7 @@ def render(ident: dict[str, np.ndarray], nuis: dict[str, np.ndarray], gens, size
         _over(rimg, rims, _rgb(ident["glasses_col"]))
 
     # Mouth: the line bends with the smile; lips taper to the corners; an open mouth shows a gap.
-    r = bands.rows(0.35, 0.85, 0.45)
+    r = bands.rows(0.3, 0.95, 0.45)
     rimg, rfu, rfv = img[:, :, r], fu[:, r], fv[:, r]
     mu = rfu / I["mouth_a"]
     taper = np.sqrt(np.clip(1.0 - mu * mu, 0.0, 1.0))
@@ -448,29 +448,34 @@ def _take(params: dict[str, np.ndarray], rows) -> dict[str, np.ndarray]:
     return {k: v[rows] for k, v in params.items()}
 
 
-def _render_encoded(ident, nuis, gens, size) -> list[bytes]:
-    out = []
+def _render_chunks(latents, rows, nuis, gens, size):
+    """Yields ``(slice, uint8 images)`` chunk by chunk; image ``k`` shows identity ``rows[k]``."""
     for start in range(0, len(gens), _CHUNK):
-        rows = slice(start, start + _CHUNK)
-        images = render(_take(ident, rows), _take(nuis, rows), gens[rows], size)
-        qualities = nuis["jpeg_q"][rows]
-        out.extend(preprocess.encode_jpeg(im, quality=int(q)) for im, q in zip(images, qualities, strict=True))
-    return out
+        part = slice(start, start + _CHUNK)
+        yield part, render(_take(latents, rows[part]), _take(nuis, part), gens[part], size)
+
+
+def _render_jpegs(latents, rows, nuis, gens, size):
+    """Yields JPEG bytes per image (quality from the nuisance)."""
+    for part, images in _render_chunks(latents, rows, nuis, gens, size):
+        for image, quality in zip(images, nuis["jpeg_q"][part], strict=True):
+            yield preprocess.encode_jpeg(image, quality=int(quality))
 
 
 def render_identity_images(seed: int, identities: int, images_per_identity: int, size: int, *, first: int = 0):
-    """Decoded uint8 images ``(identities * images_per_identity, size, size, 3)`` and labels of the
-    training identities ``first .. first+identities-1`` (identity-major order), without JPEG."""
+    """The training images of identities ``first .. first+identities-1`` as decoded pixels (no JPEG).
+
+    Returns:
+      ``(uint8 (identities * images_per_identity, size, size, 3), identity number per image)``,
+      identity-major, exactly the pixels :func:`generate` encodes for those identities.
+    """
     ids = np.arange(first, first + identities)
     latents = sample_identities(seed, ids, stream=_TRAIN_ID)
     keys = [(i, j) for i in ids for j in range(images_per_identity)]
     nuis, gens = sample_nuisance(seed, _TRAIN_IMG, keys)
     rows = np.repeat(np.arange(identities), images_per_identity)
-    images = np.concatenate(
-        [render(_take(latents, rows[s : s + _CHUNK]), _take(nuis, slice(s, s + _CHUNK)), gens[s : s + _CHUNK], size)
-         for s in range(0, len(keys), _CHUNK)]
-    )
-    return images, rows
+    images = np.concatenate([chunk for _, chunk in _render_chunks(latents, rows, nuis, gens, size)])
+    return images, ids[rows]
 
 
 def make_verification_pairs(seed: int, val_identities: int, val_pairs: int, size: int):
@@ -492,7 +497,7 @@ def make_verification_pairs(seed: int, val_identities: int, val_pairs: int, size
     latents = sample_identities(seed, np.arange(val_identities), stream=_VAL_ID)
     keys = [(k, side) for k in range(val_pairs) for side in (0, 1)]
     nuis, gens = sample_nuisance(seed, _VAL_IMG, keys)
-    images = _render_encoded(_take(latents, who), nuis, gens, size)
+    images = list(_render_jpegs(latents, who, nuis, gens, size))
     return images, issame.tolist()
 
 
@@ -514,15 +519,9 @@ def generate(config: SynthConfig) -> dict:
     nuis, gens = sample_nuisance(config.seed, _TRAIN_IMG, keys)
     labels = np.repeat(ids, per)
 
-    def images():
-        for s in range(0, len(keys), _CHUNK):
-            rows = slice(s, s + _CHUNK)
-            chunk = render(_take(latents, labels[rows]), _take(nuis, rows), gens[rows], config.size)
-            for im, q in zip(chunk, nuis["jpeg_q"][rows], strict=True):
-                yield preprocess.encode_jpeg(im, quality=int(q))
-
+    jpegs = _render_jpegs(latents, labels, nuis, gens, config.size)
     rec = recordio.write_insightface_rec(
-        out, labels, images(), image_size=(config.size, config.size), num_classes=n_id
+        out, labels, jpegs, image_size=(config.size, config.size), num_classes=n_id
     )
     summary = {
         "out": str(out),

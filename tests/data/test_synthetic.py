@@ -46,6 +46,18 @@ def test_identity_does_not_depend_on_how_many_are_made():
     many, _ = synthetic.render_identity_images(3, 5, 3, 24)
     np.testing.assert_array_equal(few, many[:6])
     assert few_labels.tolist() == [0, 0, 0, 1, 1, 1]
+    later, later_labels = synthetic.render_identity_images(3, 2, 3, 24, first=3)
+    np.testing.assert_array_equal(later, many[9:15])
+    assert later_labels.tolist() == [3, 3, 3, 4, 4, 4]
+
+
+def test_records_hold_exactly_the_rendered_pixels(tmp_path):
+    synthetic.generate(synthetic.SynthConfig(out=str(tmp_path), seed=1, **SMALL))
+    pixels, _ = synthetic.render_identity_images(1, 4, 3, 32)
+    nuis, _ = synthetic.sample_nuisance(1, 1, [(i, j) for i in range(4) for j in range(3)])
+    source = pipeline.open_source(tmp_path)
+    for i in (0, 5, 11):
+        assert source.read_image(i) == preprocess.encode_jpeg(pixels[i], quality=int(nuis["jpeg_q"][i]))
 
 
 def test_verification_identities_are_held_out():
@@ -114,3 +126,27 @@ def test_config_validation():
         synthetic.SynthConfig(out="x", identities=1)
     with pytest.raises(ValueError, match="size must be in 16..1024, got 8"):
         synthetic.SynthConfig(out="x", size=8)
+
+
+def test_row_bands_do_not_change_the_images(monkeypatch):
+    """Features are painted only on the rows where they can appear; painting them on every row
+    must give the very same pixels (checked over extreme poses)."""
+    ids = np.arange(6)
+    latents = synthetic.sample_identities(4, ids)
+    latents["beard"][:] = 0.6
+    latents["glasses"][:] = True
+    keys = [(i, j) for i in ids for j in range(6)]
+    nuis, gens = synthetic.sample_nuisance(4, 1, keys)
+    n = len(keys)
+    extremes = {"rot": 0.26, "scale": float(np.exp(0.15)), "tx": 0.12, "ty": 0.12, "yaw": 0.13, "pitch": 0.06,
+                "smile": 1.0, "mouth_open": 0.06, "brow_raise": 0.05}
+    sign = np.where(np.arange(n) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    for key, value in extremes.items():
+        nuis[key] = (value * (sign if key not in ("scale", "smile", "mouth_open") else 1.0) * np.ones(n)).astype(np.float32)
+    nuis["scale"][1::3] = np.float32(np.exp(-0.15))
+    rows = np.repeat(ids, 6)
+    ident = {k: v[rows] for k, v in latents.items()}
+    banded = synthetic.render(ident, nuis, [np.random.default_rng(k) for k in range(n)], 48)
+    monkeypatch.setattr(synthetic._Bands, "rows", lambda self, *a: slice(None))
+    full = synthetic.render(ident, nuis, [np.random.default_rng(k) for k in range(n)], 48)
+    np.testing.assert_array_equal(banded, full)
