@@ -89,7 +89,8 @@ def main():
         diff = float(np.max(np.abs(embeddings["keras"] - embeddings["tflite"])))
         scale = float(np.max(np.abs(embeddings["keras"])))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    info = {"model": description, "load_average_1min": load, "tensorflow": tf.__version__, "cpus": os.cpu_count(),
+    info = {"model": description, "load_average_1min": None if load is None else round(load, 2),
+            "tensorflow": tf.__version__, "cpus": os.cpu_count(),
             "tflite_threads": args.num_threads, "batch_size": args.batch_size,
             "tflite_conversion_s": round(convert_s, 2), "max_abs_embedding_diff": diff,
             "max_abs_embedding": scale, "results": rows}
@@ -97,7 +98,8 @@ def main():
         print(json.dumps(info, indent=2))
         return
     print(f"model: {description}")
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs (1-min load {load}), TFLite threads "
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs (1-min load {info['load_average_1min']}), "
+          f"TFLite threads "
           f"{args.num_threads}, batch {args.batch_size}, conversion {convert_s:.1f} s")
     print(f"Keras vs TFLite embeddings: max |diff| / max |value| = {diff / scale:.1e} (random weights: "
           f"raw embeddings are large, max |value| {scale:.3g})")

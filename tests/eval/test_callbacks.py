@@ -6,25 +6,11 @@ import numpy as np
 import pytest
 
 from pocketnet_tf.data import preprocess
-from pocketnet_tf.data.bin_file import write_bin
 from pocketnet_tf.eval.callbacks import VerificationCallback
 from pocketnet_tf.eval.embedders import KerasEmbedder
 from pocketnet_tf.eval.verification import evaluate_bin
+from tests.eval.synthetic_sets import write_toy_bin
 from tests.eval.tiny_models import build_tiny_embedding_model
-
-
-def _toy_bin(path, pairs=10, seed=0):
-    rng = np.random.default_rng(seed)
-    faces = rng.integers(0, 256, (4, 112, 112, 3))
-    images, issame = [], []
-    for k in range(pairs):
-        a, b = k % 4, (k % 4 if k % 2 == 0 else (k + 1) % 4)
-        for identity in (a, b):
-            img = np.clip(faces[identity] + rng.integers(-20, 21, faces[identity].shape), 0, 255)
-            images.append(preprocess.encode_png(img.astype(np.uint8)))
-        issame.append(a == b)
-    write_bin(path, images, issame)
-    return path
 
 
 def _read_scalars(log_dir):
@@ -42,7 +28,7 @@ def _read_scalars(log_dir):
 def test_callback_during_fit(tmp_path):
     import keras
 
-    bin_path = _toy_bin(tmp_path / "toy.bin")
+    bin_path = write_toy_bin(tmp_path / "toy.bin")
     backbone = build_tiny_embedding_model(seed=1)
     model = keras.Sequential([backbone, keras.layers.Dense(4)])
     model.backbone = backbone  # the shape of a margin-head / distillation wrapper

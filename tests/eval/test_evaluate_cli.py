@@ -18,8 +18,7 @@ from pocketnet_tf.eval.ijb import evaluate_ijb
 from pocketnet_tf.eval.megaface import feature_path, read_feature_file
 from pocketnet_tf.eval.runner import EvalConfig, run_evaluation
 from pocketnet_tf.eval.verification import evaluate_bin
-from tests.eval.test_callbacks import _toy_bin
-from tests.eval.test_ijb import _write_release
+from tests.eval.synthetic_sets import write_mini_ijb_release, write_toy_bin
 from tests.eval.tiny_models import build_tiny_embedding_model, convert_to_tflite, rng_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,14 +26,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_config_checks(tmp_path):
-    bin_path = _toy_bin(tmp_path / "lfw.bin")
+    bin_path = write_toy_bin(tmp_path / "lfw.bin")
     with pytest.raises(ValueError, match="nothing to evaluate"):
         EvalConfig(model="m.keras", out=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="missing.bin"):
         EvalConfig(model="m.keras", out=str(tmp_path), bin=(str(tmp_path / "missing.bin"),))
     with pytest.raises(ValueError, match="share a set name"):
         (tmp_path / "x").mkdir()
-        _toy_bin(tmp_path / "x" / "lfw.bin")
+        write_toy_bin(tmp_path / "x" / "lfw.bin")
         EvalConfig(model="m.keras", out=str(tmp_path), bin=(str(bin_path), str(tmp_path / "x" / "lfw.bin")))
     with pytest.raises(ValueError, match="unknown IJB set"):
         EvalConfig(model="m.keras", out=str(tmp_path), ijb=str(tmp_path), ijb_set="IJBX")
@@ -46,7 +45,7 @@ def test_runner_on_tflite_with_megaface(tmp_path):
     model = build_tiny_embedding_model(seed=2)
     tflite = tmp_path / "m.tflite"
     tflite.write_bytes(convert_to_tflite(model))
-    bin_path = _toy_bin(tmp_path / "cfp_fp.bin", pairs=20)
+    bin_path = write_toy_bin(tmp_path / "cfp_fp.bin", pairs=20)
     for sub, rels in (("fs", ["A/A_1.png", "A/A_2.png", "B/B_1.png"]), ("mf", ["0/1.jpg", "0/2.jpg"])):
         for rel, img in zip(rels, rng_images(len(rels), seed=len(sub))):
             (tmp_path / sub / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +93,9 @@ def test_cli_end_to_end(tmp_path):
 
     model = mean_colour_model(grid=4)
     model.save(tmp_path / "m.keras")
-    lfw = _toy_bin(tmp_path / "lfw.bin", pairs=20)
-    agedb = _toy_bin(tmp_path / "agedb_30.bin", pairs=30, seed=1)
-    _write_release(tmp_path / "IJBC")
+    lfw = write_toy_bin(tmp_path / "lfw.bin", pairs=20)
+    agedb = write_toy_bin(tmp_path / "agedb_30.bin", pairs=30, seed=1)
+    write_mini_ijb_release(tmp_path / "IJBC")
     out = tmp_path / "out"
     proc = _run_cli("--model", str(tmp_path / "m.keras"), f"--bin={lfw},{agedb}", f"--ijb={tmp_path / 'IJBC'}",
                     "--ijb-set=IJBC", f"--out={out}", "--no-progress", cwd=tmp_path)

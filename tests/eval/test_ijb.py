@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pytest
 
-from pocketnet_tf.data import preprocess
-from pocketnet_tf.data.align import apply_similarity, warp_affine
-from pocketnet_tf.data.preprocess import ARCFACE_TEMPLATE_112
 from pocketnet_tf.eval.embedders import load_embedder
 from pocketnet_tf.eval.ijb import (
     IJBMeta,
@@ -22,10 +18,10 @@ from pocketnet_tf.eval.ijb import (
     score_ijb,
     template_features,
 )
-from tests.eval.tiny_models import grid_mean_embedding, mean_colour_model, smooth_face
+from tests.eval.synthetic_sets import write_mini_ijb_release
+from tests.eval.tiny_models import grid_mean_embedding, mean_colour_model
 
 GRID = 4
-MARGIN = 8
 
 
 def test_set_names():
@@ -75,57 +71,7 @@ def test_pair_with_unknown_template_is_an_error():
 
 
 # ---------------------------------------------------------------------------------------------
-# Miniature IJB-C release: 4 identities x 2 templates x (2 + 1 images in two medias).
-
-
-def _similarity(scale, angle_deg, tx, ty):
-    a = scale * math.cos(math.radians(angle_deg))
-    b = scale * math.sin(math.radians(angle_deg))
-    return np.array([[a, -b, tx], [b, a, ty]])
-
-
-def _write_release(root, *, shuffle_landmarks=False, seed=0):
-    rng = np.random.default_rng(seed)
-    (root / "meta").mkdir(parents=True)
-    (root / "loose_crop").mkdir()
-    faces, rows_tid, rows_lmk, originals = [], [], [], []
-    template_identity = {}
-    image_no = 0
-    for identity in range(4):
-        # The face continues beyond the 112x112 crop (as a real face does), so the aligned crop's
-        # border pixels sample face, not the loose crop's background.
-        base = smooth_face(seed=100 + identity, margin=MARGIN)
-        for t in range(2):
-            template = 1000 + 37 * identity + t
-            template_identity[template] = identity
-            for media, n_images in ((5000 + 10 * template, 2), (5001 + 10 * template, 1)):
-                for _ in range(n_images):
-                    image_no += 1
-                    # Per-image variation: a brightness shift, so pooling weights matter.
-                    face = np.clip(base.astype(int) + int(rng.integers(-25, 26)), 0, 255).astype(np.uint8)
-                    # Scale <= 1.3 and |angle| <= 15 deg with a 40-50 px offset keep every face
-                    # corner inside the 260x260 loose crop.
-                    placement = _similarity(rng.uniform(1.0, 1.3), rng.uniform(-15, 15),
-                                            rng.uniform(40, 50), rng.uniform(40, 50))
-                    shifted = placement.copy()  # same placement for the face with margin
-                    shifted[:, 2] -= placement[:, :2] @ [MARGIN, MARGIN]
-                    loose = warp_affine(face, shifted, (260, 260))
-                    name = f"{image_no}.jpg"
-                    (root / "loose_crop" / name).write_bytes(preprocess.encode_jpeg(loose, quality=98))
-                    lmk = apply_similarity(placement, ARCFACE_TEMPLATE_112)
-                    score = rng.uniform(0.3, 1.0)
-                    rows_tid.append(f"{name} {template} {media}")
-                    rows_lmk.append(name + " " + " ".join(f"{v:.4f}" for v in lmk.reshape(-1)) + f" {score:.6f}")
-                    originals.append(face[MARGIN:-MARGIN, MARGIN:-MARGIN])
-    if shuffle_landmarks:
-        rows_lmk = [rows_lmk[i] for i in rng.permutation(len(rows_lmk))]
-    pairs = []
-    for t1, t2 in itertools.combinations(sorted(template_identity), 2):
-        pairs.append(f"{t1} {t2} {int(template_identity[t1] == template_identity[t2])}")
-    (root / "meta" / "ijbc_face_tid_mid.txt").write_text("\n".join(rows_tid) + "\n")
-    (root / "meta" / "ijbc_name_5pts_score.txt").write_text("\n".join(rows_lmk) + "\n")
-    (root / "meta" / "ijbc_template_pair_label.txt").write_text("\n".join(pairs) + "\n")
-    return originals
+# Miniature IJB-C release (tests/eval/synthetic_sets.py).
 
 
 def _reference_scores(meta: IJBMeta, originals):
@@ -145,7 +91,7 @@ def _reference_scores(meta: IJBMeta, originals):
 
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_miniature_release_end_to_end(tmp_path, shuffle):
-    originals = _write_release(tmp_path, shuffle_landmarks=shuffle)
+    originals = write_mini_ijb_release(tmp_path, shuffle_landmarks=shuffle)
     meta = read_ijb_meta(tmp_path, "IJBC")
     assert len(meta.image_names) == 24 and meta.pairs.shape == (28, 2)
     assert int(meta.labels.sum()) == 4
@@ -171,7 +117,7 @@ def test_miniature_release_end_to_end(tmp_path, shuffle):
 
 def test_wrong_landmarks_destroy_the_match(tmp_path):
     """Teeth for the end-to-end test: garbage landmarks give different, worse scores."""
-    originals = _write_release(tmp_path)
+    originals = write_mini_ijb_release(tmp_path)
     path = tmp_path / "meta" / "ijbc_name_5pts_score.txt"
     rows = [line.split() for line in path.read_text().splitlines()]
     for r in rows:  # swap the eyes and shift everything by 20 px
@@ -184,7 +130,7 @@ def test_wrong_landmarks_destroy_the_match(tmp_path):
 
 
 def test_meta_errors(tmp_path):
-    _write_release(tmp_path)
+    write_mini_ijb_release(tmp_path)
     meta_dir = tmp_path / "meta"
     with pytest.raises(FileNotFoundError, match="ijbb_face_tid_mid.txt"):
         read_ijb_meta(tmp_path, "IJBB")
