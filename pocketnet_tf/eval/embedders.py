@@ -230,7 +230,9 @@ class SavedModelEmbedder(Embedder):
 
 def read_tflite_metadata(path) -> dict:
     """JSON metadata of a ``.tflite`` model: every model-metadata entry whose buffer is a JSON
-    object (by entry name), plus a side-car ``<model>.json`` next to the file (key ``"sidecar"``)."""
+    object (by entry name), plus a side-car ``<model>.json`` next to the file (key ``"sidecar"``)
+    and a bundle ``metadata.json`` in the same directory whose ``model.file`` names this file
+    (key ``"bundle"``)."""
     from ai_edge_litert import schema_py_generated as schema
 
     path = Path(path)
@@ -254,13 +256,23 @@ def read_tflite_metadata(path) -> dict:
         raise ValueError(f"{path}: not a readable .tflite flatbuffer ({type(err).__name__}: {err})") from None
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
-        try:
-            value = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{sidecar}: not valid JSON ({err})") from None
+        value = _read_json(sidecar)
         if isinstance(value, dict):
             found["sidecar"] = value
+    bundle = path.parent / "metadata.json"
+    if bundle.is_file():
+        value = _read_json(bundle)
+        # A deployment bundle's metadata.json applies only to the model file it names.
+        if isinstance(value, dict) and isinstance(value.get("model"), dict) and value["model"].get("file") == path.name:
+            found["bundle"] = value
     return found
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
 
 
 def normalization_from_metadata(metadata: dict):

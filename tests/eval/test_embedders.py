@@ -117,6 +117,14 @@ def test_raw_pixel_models(tiny, pixels, tmp_path):
     embedder = TFLiteEmbedder(path)
     assert embedder.normalization is None
     np.testing.assert_allclose(embedder.embed(pixels), reference, rtol=1e-4, atol=1e-4)
+    # A deployment bundle's metadata.json, when it names this model file.
+    path.with_suffix(".json").unlink()
+    bundle = {"model": {"file": "other.tflite"}, "input": {"normalization": {"mean": 0.0, "std": 1.0}}}
+    (tmp_path / "metadata.json").write_text(json.dumps(bundle))
+    assert TFLiteEmbedder(path).normalization == (127.5, 127.5)  # names another model: ignored
+    bundle["model"]["file"] = "raw.tflite"
+    (tmp_path / "metadata.json").write_text(json.dumps(bundle))
+    assert TFLiteEmbedder(path).normalization is None
 
 
 def test_normalization_from_metadata():
