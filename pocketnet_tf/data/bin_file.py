@@ -76,8 +76,10 @@ def _np_dtype(spec, align=False, copy=False):
     if not isinstance(spec, str):
         raise UnsafePickleError(f"numpy.dtype called with a {type(spec).__name__}; expected a type string")
     dtype = np.dtype(spec, align=bool(align), copy=bool(copy))
-    if dtype.hasobject or dtype.fields is not None:
-        raise UnsafePickleError(f"numpy dtype {spec!r} is not allowed (object or structured)")
+    # Plain booleans, integers and floats only: their descriptors are numpy's built-in ones,
+    # which ignore the state a later BUILD opcode may pass (flags, fields, sizes).
+    if dtype.kind not in "biuf" or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsafePickleError(f"numpy dtype {spec!r} is not allowed (only bool, integer and float)")
     return dtype
 
 
