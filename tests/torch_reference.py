@@ -19,6 +19,10 @@ from torch import nn
 
 from pocketnet_tf import genotypes as genotypes_lib
 
+# One intra-op thread: beside TensorFlow's pool on a shared 2-core machine, torch's default (one
+# thread per core) made an iresnet18 forward 20-40x slower through spin-waiting.
+torch.set_num_threads(1)
+
 
 # ---------------------------------------------------------------------------------------------
 # PocketNet operations (spec §1.2)

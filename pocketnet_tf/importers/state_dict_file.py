@@ -96,18 +96,23 @@ def _read_torch(path: Path):
         raise ValueError(
             f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {first_line})"
         ) from None
-    return _to_numpy_tree(obj, torch)
+    return _to_numpy_tree(obj, torch, path, "")
 
 
-def _to_numpy_tree(obj, torch):
+def _to_numpy_tree(obj, torch, path: Path, where: str):
     """Tensors -> numpy; mappings are walked; anything else is kept for the error message."""
     if isinstance(obj, torch.Tensor):
-        tensor = obj.detach().cpu()
-        if tensor.is_floating_point():
-            return tensor.to(torch.float32).numpy()
-        return tensor.numpy()
+        try:
+            tensor = obj.detach().cpu()
+            if tensor.is_floating_point():
+                tensor = tensor.to(torch.float32)
+            return tensor.numpy()
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"{path}: tensor {where!r} ({obj.dtype}, layout {obj.layout}) cannot be read as a dense array: {err}"
+            ) from None
     if isinstance(obj, dict):
-        return {k: _to_numpy_tree(v, torch) for k, v in obj.items()}
+        return {k: _to_numpy_tree(v, torch, path, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
     return obj
 
 

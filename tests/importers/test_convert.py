@@ -37,19 +37,68 @@ def test_pocketnet_s128_full_size_matches_torch(s128_checkpoint, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["s128.keras"]  # no temporaries left
 
 
-def test_a_failed_import_writes_nothing(s128_checkpoint, tmp_path):
-    torch = pytest.importorskip("torch")
-    _, checkpoint = s128_checkpoint
-    state = torch.load(checkpoint, weights_only=True)
-    del state["cells.17.dag.3.1.bn.running_var"]
+@pytest.fixture
+def tiny_checkpoint(tmp_path, monkeypatch):
+    """A tiny reference checkpoint; ``import_checkpoint`` builds the matching tiny PocketNet."""
+    torch = pytest.importorskip("torch", reason="the PyTorch reference needs the torch test extra")
+    from pocketnet_tf.importers import convert
+    from pocketnet_tf.models.pocketnet import PocketNet
+    from tests import torch_reference as ref
+
+    tiny = dict(channels=4, num_cells=5, embedding_size=16, head_width=32, input_size=32)
+    module = ref.randomize_(ref.AugmentCNN(**tiny), seed=12)
+    monkeypatch.setattr(convert, "build_model", lambda config: PocketNet(**tiny))
+    path = tmp_path / "tiny.pth"
+    torch.save(module.state_dict(), path)
+    return torch, module, path
+
+
+def test_a_mismatched_checkpoint_writes_nothing(tiny_checkpoint, tmp_path):
+    torch, module, _ = tiny_checkpoint
+    state = module.state_dict()
+    del state["cells.4.dag.3.1.bn.running_var"]
     bad = tmp_path / "bad.pth"
     torch.save(state, bad)
     out = tmp_path / "model.keras"
     out.write_bytes(b"previous model")
-    with pytest.raises(StateDictMismatchError, match=r"bad\.pth: .*1 missing\n  missing +cells\.17\.dag\.3\.1\.bn\.running_var  expected \[128\]$"):
+    with pytest.raises(StateDictMismatchError, match=r"bad\.pth: .*1 missing\n  missing +cells\.4\.dag\.3\.1\.bn\.running_var  expected \[32\]$"):
         import_checkpoint(ImportConfig("PocketNetS-128", str(bad), str(out)))
     assert out.read_bytes() == b"previous model"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "model.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "model.keras", "tiny.pth"]
+
+
+def test_a_save_that_fails_midway_keeps_the_previous_file(tiny_checkpoint, tmp_path, monkeypatch):
+    import keras
+
+    _, _, checkpoint = tiny_checkpoint
+    out = tmp_path / "model.keras"
+    out.write_bytes(b"previous model")
+
+    def broken_save(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        import_checkpoint(ImportConfig("PocketNetS-128", str(checkpoint), str(out)))
+    assert out.read_bytes() == b"previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "tiny.pth"]
+
+
+def test_tiny_import_round_trips_through_the_keras_file(tiny_checkpoint, tmp_path):
+    import keras
+
+    from tests import torch_reference as ref
+
+    _, module, checkpoint = tiny_checkpoint
+    out = tmp_path / "model.keras"
+    model, _ = import_checkpoint(ImportConfig("PocketNetS-128", str(checkpoint), str(out)))
+    loaded = keras.saving.load_model(out)
+    images = random_images(2, size=32, seed=13)
+    expected = ref.embed(module, images)
+    assert max_abs_diff(loaded(images, training=False), expected) <= ATOL
+    np.testing.assert_array_equal(np.asarray(loaded(images, training=False)), np.asarray(model(images, training=False)))
 
 
 def test_config_is_checked_before_any_work(tmp_path):

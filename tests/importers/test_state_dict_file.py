@@ -157,3 +157,9 @@ def test_corrupt_safetensors_are_refused(tmp_path):
     (tmp_path / "json.safetensors").write_bytes((3).to_bytes(8, "little") + b"{x}")
     with pytest.raises(ValueError, match=r"json\.safetensors: corrupt safetensors header"):
         load_state_dict(tmp_path / "json.safetensors")
+
+
+def test_a_tensor_that_is_not_dense_is_named(torch, tmp_path):
+    torch.save({"w": torch.ones(2), "s": torch.eye(3).to_sparse()}, tmp_path / "sparse.pth")
+    with pytest.raises(ValueError, match=r"sparse\.pth: tensor 's' \(torch\.float32, layout torch\.sparse_coo\) cannot be read"):
+        load_state_dict(tmp_path / "sparse.pth")

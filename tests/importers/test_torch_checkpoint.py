@@ -249,3 +249,36 @@ def test_models_without_a_layout_are_refused():
 
     with pytest.raises(ValueError, match="no PyTorch checkpoint layout for MobileFaceNet"):
         torch_checkpoint.weight_map(MobileFaceNet())
+
+
+# ---------------------------------------------------------------------------------------------
+# Other presets: counts from the spec (§4, §5.1, §6.7), no forward pass
+
+
+def _assert_map_equals_reference(model, module):
+    wmap = torch_checkpoint.weight_map(model)
+    reference = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    mapped = {t.key: t.torch_shape for t in wmap.tensors} | wmap.optional
+    assert mapped == reference
+    return wmap
+
+
+def test_pocketnet_m128_layout():
+    with torch.device("meta"):  # shapes only, no initialisation
+        module = ref.AugmentCNN(channels=32, num_cells=9, embedding_size=128)
+    assert len(module.state_dict()) == 627
+    assert sum(p.numel() for p in module.parameters()) == 1_686_656
+    wmap = _assert_map_equals_reference(PocketNet(channels=32, num_cells=9, embedding_size=128), module)
+    assert len(wmap.optional) == 82
+
+
+@pytest.mark.slow
+def test_iresnet100_teacher_layout():
+    with torch.device("meta"):
+        module = ref.IResNet(depth=100, embedding_size=128)
+    assert len(module.state_dict()) == 925
+    assert sum(p.numel() for p in module.parameters()) == 55_521_216
+    assert sum(p.numel() for p in module.parameters() if p.requires_grad) == 55_521_088
+    wmap = _assert_map_equals_reference(IResNet(depth=100, embedding_size=128), module)
+    frozen = [t for t in wmap.tensors if t.variable is None]
+    assert [t.key for t in frozen] == ["features.weight"]
