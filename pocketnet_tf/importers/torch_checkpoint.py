@@ -47,6 +47,8 @@ from pocketnet_tf.layers.primitives import DWConv, FactorizedReduce, PoolBN
 from pocketnet_tf.models.iresnet import IResNet
 from pocketnet_tf.models.pocketnet import PocketNet
 
+PROBLEM_KINDS = ("missing", "unexpected", "wrong shape", "wrong dtype", "bad values")
+
 #: Tolerance for iResNet's frozen ``features.weight`` (stored as exact ones by the original).
 FROZEN_SCALE_ATOL = 1e-6
 
@@ -305,7 +307,7 @@ def check_state_dict(wmap: WeightMap, state_dict: dict[str, np.ndarray]) -> list
 
     Kinds: ``missing``, ``unexpected``, ``wrong shape``, ``wrong dtype``, ``bad values``.
     """
-    problems: dict[str, list[str]] = {k: [] for k in ("missing", "unexpected", "wrong shape", "wrong dtype", "bad values")}
+    problems: dict[str, list[str]] = {k: [] for k in PROBLEM_KINDS}
     expected = {t.key: t for t in wmap.tensors}
     for t in wmap.tensors:
         if t.key not in state_dict:
@@ -350,7 +352,10 @@ def _embedding_hint(wmap: WeightMap, state_dict, expected_size: int) -> str:
         return ""
     found = tuple(np.shape(state_dict[wmap.embedding_key]))
     if len(found) == 1 and found[0] != expected_size:
-        return f"\nhint: the checkpoint's embedding size is {found[0]}, the model's {expected_size} (--embedding_size={found[0]})"
+        return (
+            f"\nhint: the checkpoint's embedding size is {found[0]}, the model's {expected_size} "
+            f"(--embedding_size={found[0]})"
+        )
     return ""
 
 

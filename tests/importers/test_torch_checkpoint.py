@@ -106,6 +106,10 @@ def test_iresnet18_matches_torch(tmp_path):
     report = _import_through_file(model, module, tmp_path)
     assert report.assigned + report.dropped + 1 == len(module.state_dict())  # + features.weight (ones)
     _check_agreement(model, module, 48, seed=5)
+    # Negative control: the same weights with fc rows left in PyTorch's (c, h, w) order disagree.
+    model.get_layer("fc").kernel.assign(module.fc.weight.detach().numpy().T)
+    images = random_images(2, size=48, seed=5)
+    assert max_abs_diff(model(images, training=False), ref.embed(module, images)) > 0.1
 
 
 @pytest.mark.slow
