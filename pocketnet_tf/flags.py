@@ -14,11 +14,12 @@ from absl import flags
 # =============================================================================================
 
 
-def define_train_flags() -> None:
-    """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``)."""
+def define_train_flags(flag_values=flags.FLAGS) -> None:
+    """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``) in
+    ``flag_values`` (the global ``FLAGS`` by default; tests pass a fresh ``FlagValues``)."""
     from pocketnet_tf.config import HEADS, KD_MODES, SCHEDULE_POLICIES, STRATEGIES
 
-    d = flags
+    d = _Definer(flag_values)
     # run
     d.DEFINE_string("workdir", None, "Run directory: logs, TensorBoard, checkpoints, config.json, flags.txt, "
                     "results.json, student.keras (and teacher/ with --train_teacher).")
@@ -105,11 +106,27 @@ def define_train_flags() -> None:
                      lower_bound=16)
 
 
-def train_flag_values() -> dict:
+def train_flag_values(flag_values=flags.FLAGS) -> dict:
     """``{flag name: value}`` of the training flags after parsing."""
     from pocketnet_tf.config import TrainConfig
 
-    return {name: flags.FLAGS[name].value for name in TrainConfig.field_names() if name in flags.FLAGS}
+    return {name: flag_values[name].value for name in TrainConfig.field_names() if name in flag_values}
+
+
+class _Definer:
+    """``flags.DEFINE_*`` bound to one ``FlagValues``."""
+
+    def __init__(self, flag_values):
+        self._flag_values = flag_values
+
+    def __getattr__(self, name):
+        define = getattr(flags, name)
+
+        def bound(*args, **kwargs):
+            kwargs.setdefault("flag_values", self._flag_values)
+            return define(*args, **kwargs)
+
+        return bound
 
 
 # =============================================================================================

@@ -19,6 +19,7 @@ from absl import app, flags  # noqa: E402
 from pocketnet_tf import flags as pn_flags  # noqa: E402
 
 pn_flags.define_train_flags()
+flags.adopt_module_key_flags(pn_flags)
 flags.mark_flag_as_required("workdir")
 
 

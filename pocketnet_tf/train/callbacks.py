@@ -143,11 +143,14 @@ class TeacherExporter(keras.callbacks.Callback):
         self.backbone = backbone
         self.directory = Path(directory)
         self.manifest_path = self.directory / "manifest.json"
+        self._serving = None
 
     def on_epoch_end(self, epoch, logs=None):
         completed = epoch + 1
         name = f"epoch_{completed:03d}"
-        teachers_lib.export_savedmodel(self.backbone, self.directory / name)
+        if self._serving is None:
+            self._serving = teachers_lib.ServingModule(self.backbone)
+        self._serving.save(self.directory / name)
         entries = []
         if self.manifest_path.exists():
             entries = [e for e in teachers_lib.read_manifest(self.manifest_path) if e.epoch < completed]

@@ -39,29 +39,49 @@ class TeacherError(ValueError):
 # Export
 
 
+class ServingModule:
+    """The model's inference function and variables, traced once, saved as often as needed.
+
+    Saving a Keras model directly re-traces every layer on each save (seconds per epoch); this
+    module tracks only the variables and one ``tf.function``, so repeated per-epoch exports
+    reuse the same trace and just write the current variable values.
+    """
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        input_shape = tuple(model.input_shape[1:])
+        if len(input_shape) != 3 or None in input_shape:
+            raise ValueError(f"{model.name}: the model must have a static (H, W, C) input, it has {model.input_shape}")
+        self.model = model
+        self.module = tf.Module(name="serving")
+        self.module.variables_to_save = [getattr(v, "value", v) for v in model.weights]
+        self.module.serve = tf.function(
+            lambda image: model(image, training=False),
+            input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="image")],
+        )
+        self._concrete = None
+
+    def save(self, path) -> Path:
+        """Writes the SavedModel to ``path`` atomically (complete or not at all)."""
+        import tensorflow as tf
+
+        path = Path(path)
+        if self._concrete is None:
+            self._concrete = self.module.serve.get_concrete_function()
+        with atomic_path(path, suffix="") as tmp:
+            tf.saved_model.save(self.module, str(tmp), signatures={SIGNATURE: self._concrete})
+        return path
+
+
 def export_savedmodel(model, path) -> Path:
     """Writes ``model`` (image batch -> embedding, inference mode) as a SavedModel, atomically.
 
-    The directory appears complete or not at all; an existing one is replaced. The serving
-    signature takes ``image``: ``(None, H, W, 3)`` float32 and returns the raw embedding.
+    The directory appears complete or not at all; an existing one is replaced. The
+    ``serving_default`` signature takes ``image``: ``(None, H, W, 3)`` float32 in [-1, 1] and
+    returns the raw embedding as ``output_0``.
     """
-    import keras
-    import tensorflow as tf
-
-    path = Path(path)
-    input_shape = tuple(model.input_shape[1:])
-    if len(input_shape) != 3 or None in input_shape:
-        raise ValueError(f"{path}: the model must have a static (H, W, C) input, it has {model.input_shape}")
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serve",
-        lambda image: model(image, training=False),
-        input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name="image")],
-    )
-    with atomic_path(path, suffix="") as tmp:
-        archive.write_out(str(tmp), verbose=False)
-    return path
+    return ServingModule(model).save(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""``python -m pocketnet_tf.train`` end to end: the quickstart (reduced), SIGKILL + --resume, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The quickstart flagfile, shrunk for CI: fewer identities and epochs, narrower nets.
+SMALL_QUICKSTART = [
+    "--flagfile=configs/quickstart.flags", "--synth_identities=12", "--synth_images_per_identity=8",
+    "--synth_val_identities=6", "--synth_val_pairs=40", "--epochs=2", "--teacher_epochs=2", "--lr_milestones=2",
+    "--channels=2", "--num_cells=3", "--teacher_channels=4", "--teacher_num_cells=3", "--batch_size=16",
+    "--verbose=2",
+]
+
+
+def run_cli(args, timeout=900, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", "pocketnet_tf.train", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_small(tmp_path):
+    workdir = tmp_path / "qs"
+    proc = run_cli([*SMALL_QUICKSTART, f"--workdir={workdir}"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # Data, teacher SavedModels + manifest, student, results.
+    assert (workdir / "data" / "train.rec").is_file() and (workdir / "data" / "synth_val.bin").is_file()
+    manifest = json.loads((workdir / "teacher" / "teachers" / "manifest.json").read_text())
+    assert [e["epoch"] for e in manifest["entries"]] == [1, 2]
+    assert all((workdir / "teacher" / "teachers" / e["path"] / "saved_model.pb").is_file() for e in manifest["entries"])
+    results = json.loads((workdir / "results.json").read_text())
+    for stage in (results, results["teacher"]):
+        assert 0.0 <= stage["before"]["synth_val"]["accuracy"] <= 1.0
+        assert 0.0 <= stage["after"]["synth_val"]["accuracy"] <= 1.0
+    assert [results["teachers"][e]["path"].rsplit("/", 1)[-1] for e in ("1", "2")] == ["epoch_001", "epoch_002"]
+    assert [results["teachers"][e]["switch"] for e in ("1", "2")] == ["kept", "assigned"]
+    assert all(results["history"][e]["kd_loss"] > 0 for e in ("1", "2"))
+    # The student is a PocketNet at the quickstart's input size, loadable on its own.
+    import keras
+
+    import pocketnet_tf.models  # noqa: F401  (registers the classes)
+
+    student = keras.saving.load_model(workdir / "student.keras")
+    assert type(student).__name__ == "PocketNet" and student.input_shape == (None, 32, 32, 3)
+    assert student.output_shape == (None, 128)
+    # Resolved flags and config for re-running.
+    assert "--kd=multistep" in (workdir / "flags.txt").read_text()
+    assert json.loads((workdir / "config.json").read_text())["teacher_manifest"].endswith("manifest.json")
+    assert "student epoch 2: teacher" in (workdir / "train.log").read_text()
+
+
+def _wait_for_mid_epoch_checkpoint(proc, state_path, steps_per_epoch, deadline):
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return None
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            state = None
+        if state and 0 < state["global_step"] and state["step_in_epoch"] > 0:
+            return state
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tmp_path):
+    data = tmp_path / "data"
+    workdir = tmp_path / "run"
+    args = [
+        "--synthesize_data", f"--data={data}", "--synth_identities=10", "--synth_images_per_identity=24",
+        "--synth_val_pairs=0", "--input_size=32", "--model=PocketNetS-128", "--channels=2", "--num_cells=3",
+        "--batch_size=4", "--epochs=2", "--lr_milestones=2", "--base_lr=0.01", "--checkpoint_every_steps=5",
+        "--verbose=0", f"--workdir={workdir}",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "pocketnet_tf.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        state = _wait_for_mid_epoch_checkpoint(proc, workdir / "checkpoints" / "state.json", 60, time.time() + 600)
+        assert state is not None, "no mid-epoch checkpoint before the run ended"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = json.loads((workdir / "checkpoints" / "state.json").read_text())
+    assert killed_at["global_step"] < 2 * 60
+
+    again = run_cli(args)  # no --resume: refuses to overwrite
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+
+    resumed = run_cli([*args, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    log = (workdir / "train.log").read_text()
+    assert f"at global step {killed_at['global_step']} (epoch {killed_at['epoch'] + 1}, step {killed_at['step_in_epoch']})" in log
+    final = json.loads((workdir / "checkpoints" / "state.json").read_text())
+    assert final["global_step"] == 2 * 60 and final["step_in_epoch"] == 0
+    results = json.loads((workdir / "results.json").read_text())
+    assert set(results["history"]) >= {str(killed_at["epoch"] + 1), "2"}
+    assert np.isfinite(results["history"]["2"]["loss"])
+
+
+def test_cli_reports_bad_teacher_in_one_line(tmp_path):
+    proc = run_cli([f"--workdir={tmp_path}", "--synthesize_data", "--kd=single", f"--teacher={tmp_path}/missing"],
+                   timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: train config: teacher SavedModel {tmp_path}/missing not found"
+    assert not (tmp_path / "data").exists()  # nothing generated before the check
