@@ -24,8 +24,8 @@ import keras
 from absl import logging
 
 from pocketnet_tf.config import TrainConfig
+from pocketnet_tf.eval.callbacks import VerificationCallback
 from pocketnet_tf.io_utils import atomic_path, write_json_atomic, write_text_atomic
-from pocketnet_tf.train.callbacks import write_scalars
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,31 +106,9 @@ def resolve_eval_bins(config: TrainConfig) -> dict:
 # Verification
 
 
-def evaluate_backbone(backbone, bins: dict, *, batch_size: int = 64) -> dict:
-    """Verification accuracy (10-fold, flip test) of ``backbone`` on each ``.bin`` set.
-
-    The pairs are decoded at the model's input size, so a model trained on small crops is
-    evaluated on the same size.
-    """
-    import numpy as np
-
-    from pocketnet_tf.data import preprocess
-    from pocketnet_tf.eval import verification
-    from pocketnet_tf.eval.embedders import KerasEmbedder
-
-    size = int(backbone.input_shape[1])
-    embedder = KerasEmbedder(backbone, batch_size=batch_size)
-    out = {}
-    for name, path in bins.items():
-        vset = verification.load_verification_set(path, name=name)
-        pixels = np.stack([preprocess.decode_image(b, source=f"{path} image {i}", size=size)
-                           for i, b in enumerate(vset.images)])
-        e_orig, e_flip = verification.embed_with_flip(embedder, [pixels[i:i + batch_size]
-                                                                 for i in range(0, len(pixels), batch_size)])
-        result = verification.evaluate_embeddings(e_orig, e_flip, vset.issame, name=name)
-        out[name] = {"accuracy": result.accuracy, "accuracy_std": result.accuracy_std, "xnorm": result.xnorm,
-                     "pairs": result.pairs}
-    return out
+def _summaries(results: dict) -> dict:
+    return {name: {"accuracy": r.accuracy, "accuracy_std": r.accuracy_std, "xnorm": r.xnorm, "pairs": r.pairs}
+            for name, r in results.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,9 +225,16 @@ def train_stage(config: TrainConfig, strategy) -> dict:
         results.update({"model": config.model, "kd": config.kd, "epochs": config.epochs,
                         "steps_per_epoch": steps_per_epoch, "num_classes": info.num_classes,
                         "num_images": info.num_images})
-        if bins and "before" not in results and chief:
-            results["before"] = evaluate_backbone(model.backbone, bins, batch_size=config.eval_batch_size)
-            logging.info("verification before training: %s", _fmt_acc(results["before"]))
+        verification = None
+        if bins and chief:
+            # The evaluation engineer's callback: decodes the sets once at the model's input size,
+            # evaluates every --eval_every_steps and at each epoch end, logs to TensorBoard.
+            verification = VerificationCallback(bins, every_n_steps=config.eval_every_steps, every_n_epochs=1,
+                                                batch_size=config.eval_batch_size, log_dir=run_dir / "tensorboard")
+            verification.set_model(model)
+            if "before" not in results:
+                results["before"] = _summaries(verification.evaluate())
+                logging.info("verification before training: %s", _fmt_acc(results["before"]))
 
         callbacks = []
         if schedule is not None:
@@ -257,8 +242,8 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             model.set_teacher(schedule.path_for(first_epoch), retrace=False)
             callbacks.append(TeacherScheduleCallback(schedule, validated=True))
         if chief:
-            if bins:
-                callbacks.append(_verification_callback(model, bins, config, run_dir))
+            if verification is not None:
+                callbacks.append(verification)
             if config.export_teacher:
                 callbacks.append(cb.TeacherExporter(model.backbone, run_dir / "teachers"))
             callbacks.append(cb.TrainingLogger(config.batch_size, total_steps, config.log_every_steps,
@@ -284,8 +269,9 @@ def train_stage(config: TrainConfig, strategy) -> dict:
                 results.setdefault("teachers", {})
                 for epoch, path, how in switches:
                     results["teachers"][str(epoch + 1)] = {"path": path, "switch": how}
-            if bins:
-                results["after"] = evaluate_backbone(model.backbone, bins, batch_size=config.eval_batch_size)
+            if verification is not None:
+                results["after"] = _summaries(verification.evaluate())
+                results["best"] = {name: {"accuracy": acc, "step": step} for name, (acc, step) in verification.best.items()}
                 logging.info("verification after training: %s", _fmt_acc(results["after"]))
             if config.save_student:
                 with atomic_path(run_dir / "student.keras") as tmp:
@@ -301,53 +287,6 @@ def train_stage(config: TrainConfig, strategy) -> dict:
         if handler is not None:
             logging.get_absl_logger().removeHandler(handler)
             handler.close()
-
-
-def _verification_callback(model, bins, config, run_dir):
-    return VerificationEvery(bins, every_steps=config.eval_every_steps, batch_size=config.eval_batch_size,
-                             log_dir=run_dir / "tensorboard")
-
-
-class VerificationEvery(keras.callbacks.Callback):
-    """Verification on ``.bin`` sets every ``every_steps`` global steps and at every epoch end
-    (spec §6.9: the original evaluates every half epoch); logs and writes TensorBoard scalars
-    ``verification/<set>`` at the optimiser step, and keeps the best value per set."""
-
-    def __init__(self, bins: dict, every_steps: int = 0, batch_size: int = 64, log_dir=None):
-        super().__init__()
-        self.bins = dict(bins)
-        self.every_steps = int(every_steps)
-        self.batch_size = int(batch_size)
-        self.log_dir = None if log_dir is None else str(log_dir)
-        self.best = {}
-        self.records = []
-        self._last_step = None
-        self._writer = None
-
-    def _evaluate(self):
-        import tensorflow as tf
-
-        step = int(self.model.optimizer.iterations.numpy())
-        if step == self._last_step:
-            return
-        self._last_step = step
-        results = evaluate_backbone(self.model.backbone, self.bins, batch_size=self.batch_size)
-        for name, r in results.items():
-            self.best[name] = max(self.best.get(name, 0.0), r["accuracy"])
-            logging.info("step %d: %s accuracy %.4f +- %.4f (best %.4f), xnorm %.3f", step, name, r["accuracy"],
-                         r["accuracy_std"], self.best[name], r["xnorm"])
-            self.records.append({"step": step, "set": name, **r})
-        if self.log_dir:
-            if self._writer is None:
-                self._writer = tf.summary.create_file_writer(self.log_dir)
-            write_scalars(self._writer, {f"verification/{k}": r["accuracy"] for k, r in results.items()}, step)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and int(self.model.optimizer.iterations.numpy()) % self.every_steps == 0:
-            self._evaluate()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._evaluate()
 
 
 class _LossHistory(keras.callbacks.Callback):

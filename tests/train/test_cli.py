@@ -57,6 +57,14 @@ def test_quickstart_end_to_end_small(tmp_path):
     assert "--kd=multistep" in (workdir / "flags.txt").read_text()
     assert json.loads((workdir / "config.json").read_text())["teacher_manifest"].endswith("manifest.json")
     assert "student epoch 2: teacher" in (workdir / "train.log").read_text()
+    # TensorBoard scalars (written without the tensorboard package) for losses and verification.
+    import tensorflow as tf
+
+    tags = set()
+    for events in (workdir / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"epoch/loss", "epoch/kd_loss", "epoch/ce_loss", "verification/synth_val/accuracy"} <= tags
 
 
 def _wait_for_mid_epoch_checkpoint(proc, state_path, steps_per_epoch, deadline):
@@ -118,3 +126,16 @@ def test_cli_reports_bad_teacher_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: train config: teacher SavedModel {tmp_path}/missing not found"
     assert not (tmp_path / "data").exists()  # nothing generated before the check
+
+
+@pytest.mark.slow
+def test_benchmark_cli_prints_images_per_s():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pocketnet_tf.benchmark", "train", "--model=PocketNetS-128", "--batch-size=2",
+         "--steps=2", "--warmup=1", "--input_size=32", "--num-classes=10", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["model"] == "PocketNetS-128" and result["batch_size"] == 2 and result["steps"] == 2
+    assert result["images_per_s"] == pytest.approx(2 * 2 / result["seconds"], rel=0.01)

@@ -128,3 +128,19 @@ def test_config_is_frozen_and_valid_defaults_pass():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3  # type: ignore[misc]
     assert config.to_json()["lr_milestones"] == [8, 14, 20, 25]
+
+
+def test_genotype_flag_trains_a_searched_cell(tmp_path):
+    from pocketnet_tf import genotypes
+    from pocketnet_tf.train.runner import build_model
+
+    searched = genotypes.resolve("softmax_cifar10")
+    assert searched != genotypes.resolve("softmax_casia")
+    genotypes.save(searched, tmp_path / "genotype.json")
+    config = TrainConfig.from_flags(parse([
+        f"--workdir={tmp_path}", "--synthesize_data", f"--genotype={tmp_path / 'genotype.json'}",
+        "--input_size=32", "--channels=2", "--num_cells=3", "--embedding_size=16",
+    ]))
+    model = build_model(config, num_classes=5, steps_per_epoch=3)
+    assert model.backbone.genotype == searched
+    assert model.backbone.embedding_size == 16 and model.backbone.input_shape == (None, 32, 32, 3)

@@ -1,0 +1,104 @@
+"""Training throughput: the Keras train step vs a PyTorch reference step of the original recipe.
+
+Usage:
+  python benchmarks/train_throughput.py                      # the default table, one subprocess each
+  python benchmarks/train_throughput.py --only keras --batch 64 [--jit] [--steps 10]
+  python benchmarks/train_throughput.py --only torch --batch 32 [--steps 10]
+
+Keras: ``pocketnet_tf.benchmark.benchmark_train`` (MarginModel + ArcFace + TorchSGD + backbone
+clipping, the step ``python -m pocketnet_tf.train`` runs). PyTorch (benchmark only): the
+original's step — PocketNet (``tests/torch_reference.AugmentCNN``), F.normalize, ArcFace with
+the threshold branch, cross-entropy, ``clip_grad_norm_(backbone, 5)``, SGD(momentum 0.9,
+weight decay 5e-4). Both on random 112x112 batches, 1000 classes, after warm-up steps; each
+measurement runs in its own process. Figures depend on the machine and on its other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def torch_step_benchmark(batch: int, steps: int, warmup: int = 3, num_classes: int = 1000, input_size: int = 112) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    sys.path.insert(0, REPO)
+    from tests.torch_reference import AugmentCNN
+
+    torch.set_num_threads(os.cpu_count() or 1)  # TF uses every core by default; same here
+    torch.manual_seed(0)
+    backbone = AugmentCNN(channels=16, num_cells=18, embedding_size=128, input_size=input_size)
+    kernel = torch.nn.Parameter(torch.normal(0, 0.01, (128, num_classes)))
+    s, m = 64.0, 0.5
+    opt_backbone = torch.optim.SGD(backbone.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    opt_head = torch.optim.SGD([kernel], lr=0.1, momentum=0.9, weight_decay=5e-4)
+    x = torch.rand(batch, 3, input_size, input_size) * 2 - 1
+    y = torch.randint(0, num_classes, (batch,))
+    backbone.train()
+
+    def step():
+        emb = F.normalize(backbone(x))
+        cos = torch.clamp(emb @ (kernel / kernel.norm(dim=0, keepdim=True)), -1 + 1e-5, 1 - 1e-5)
+        t = cos[torch.arange(batch), y]
+        target = torch.where(t > math.cos(math.pi - m), t * math.cos(m) - torch.sqrt(1 - t * t) * math.sin(m),
+                             t - math.sin(math.pi - m) * m)
+        logits = cos.scatter(1, y[:, None], target[:, None]) * s
+        loss = F.cross_entropy(logits, y)
+        opt_backbone.zero_grad()
+        opt_head.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(backbone.parameters(), 5.0)
+        opt_backbone.step()
+        opt_head.step()
+
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - t0
+    return {"framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(), "model": "PocketNetS-128",
+            "batch_size": batch, "steps": steps, "ms_per_step": round(1e3 * seconds / steps, 1),
+            "images_per_s": round(steps * batch / seconds, 1)}
+
+
+def keras_step_benchmark(batch: int, steps: int, jit: bool, warmup: int = 3) -> dict:
+    sys.path.insert(0, REPO)
+    from pocketnet_tf.benchmark import benchmark_train
+
+    result = benchmark_train("PocketNetS-128", batch, steps, warmup=warmup, jit=jit)
+    return {"framework": "keras", **result}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["keras", "torch"])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--jit", action="store_true")
+    args = parser.parse_args()
+    if args.only == "keras":
+        print(json.dumps(keras_step_benchmark(args.batch, args.steps, args.jit)))
+        return
+    if args.only == "torch":
+        print(json.dumps(torch_step_benchmark(args.batch, args.steps)))
+        return
+    runs = [["--only", "keras", "--batch", "64"], ["--only", "keras", "--batch", "64", "--jit"],
+            ["--only", "torch", "--batch", "32"], ["--only", "keras", "--batch", "32"]]
+    for run in runs:
+        out = subprocess.run([sys.executable, __file__, *run, "--steps", str(args.steps)], capture_output=True,
+                             text=True, check=True)
+        print(out.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
