@@ -1,0 +1,89 @@
+"""The export graph computes what the Keras model computes (fp32, before any conversion)."""
+
+import keras
+import numpy as np
+import pytest
+
+from pocketnet_tf.data.preprocess import normalize
+from pocketnet_tf.export import rewrite
+from tests.export import support
+
+# The rewrites reorder float32 arithmetic (A*x + B*|x| instead of relu(x) - alpha*relu(-x);
+# kernels pre-multiplied by A and B): differences are rounding, ~1e-7 relative per op and a few
+# ulps after ~20 layers. 1e-5 of the output scale is far below any real error (a wrong slope or
+# a dropped half moves outputs by O(1) of their scale).
+RTOL_OF_SCALE = 1e-5
+
+
+def _close(out, ref):
+    scale = float(np.abs(ref).max())
+    np.testing.assert_allclose(out, ref, rtol=0, atol=RTOL_OF_SCALE * scale)
+
+
+@pytest.mark.parametrize("how", ["decompose", "fold"])
+@pytest.mark.parametrize("builder", [support.tiny_pocketnet, support.tiny_plain])
+def test_prelu_rewrite_equals_original_in_fp32(builder, how):
+    model = builder()
+    x = normalize(support.pixels(3, seed=1))
+    # Inputs reach both signs of every PReLU (so both slopes are exercised).
+    ref = np.asarray(model(x, training=False))
+    export, info = rewrite.build_export_model(model, prelu=how, batch_size=None)
+    # Every PReLU is either folded into its primitive or decomposed; none is left as PRELU.
+    assert info["prelu_counts"]["kept"] == 0
+    assert info["prelu_counts"]["folded"] + info["prelu_counts"]["decomposed"] == rewrite.count_prelus(model)
+    _close(np.asarray(export(x)), ref)
+    # The trained model is untouched: still keras PReLU everywhere, same outputs.
+    assert all(type(layer) is keras.layers.PReLU
+               for layer in model._flatten_layers() if isinstance(layer, keras.layers.PReLU))
+    np.testing.assert_array_equal(np.asarray(model(x, training=False)), ref)
+
+
+def test_fold_covers_every_pocketnet_primitive_and_decomposes_the_head():
+    model = support.tiny_pocketnet()
+    _, info = rewrite.build_export_model(model, prelu="fold")
+    # 3 cells: 2 preprocessing + 4 x 2 edges per cell minus skip/pool edges; every PReLU that sits
+    # inside a DWConv/StdConv/FactorizedReduce is folded, only the two head PReLUs remain.
+    assert info["prelu_counts"]["decomposed"] == 2
+    assert info["prelu_counts"]["folded"] + 2 == rewrite.count_prelus(model)
+    _, info = rewrite.build_export_model(model, prelu="decompose")
+    assert info["prelu_counts"] == {"folded": 0, "decomposed": rewrite.count_prelus(model), "kept": 0}
+
+
+def test_a_wrong_slope_is_detected():
+    """Negative control: the comparison above has teeth."""
+    model = support.tiny_plain()
+    x = normalize(support.pixels(2, seed=1))
+    ref = np.asarray(model(x))
+    export, _ = rewrite.build_export_model(model, prelu="decompose", batch_size=None)
+    prelu = next(layer for layer in export._flatten_layers() if isinstance(layer, keras.layers.PReLU))
+    prelu.alpha.assign(prelu.alpha.numpy() + 0.05)
+    with pytest.raises(AssertionError):
+        _close(np.asarray(export(x)), ref)
+
+
+def test_raw_input_folding_equals_normalise_then_model():
+    model = support.tiny_pocketnet()
+    pixels = support.pixels(3, seed=2)
+    ref = np.asarray(model(normalize(pixels), training=False))
+    export, info = rewrite.build_export_model(model, raw_input=True, batch_size=None)
+    assert info["raw_input"]
+    _close(np.asarray(export(pixels.astype(np.float32))), ref)
+
+
+def test_l2_output_and_static_batch():
+    model = support.tiny_plain()
+    x = normalize(support.pixels(1, seed=4))
+    export, _ = rewrite.build_export_model(model, l2_normalize=True)
+    assert tuple(export.inputs[0].shape) == (1, support.SIZE, support.SIZE, 3)
+    ref = np.asarray(model(x))
+    np.testing.assert_allclose(np.asarray(export(x)), ref / np.linalg.norm(ref), rtol=0, atol=1e-6)
+
+
+def test_bad_rewrite_name_and_bad_input_shape():
+    model = support.tiny_plain()
+    with pytest.raises(ValueError, match="prelu rewrite"):
+        rewrite.build_export_model(model, prelu="relu")
+    inp = keras.Input((None, None, 3))
+    flat = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(inp))
+    with pytest.raises(ValueError, match="static H and W"):
+        rewrite.build_export_model(flat)
