@@ -47,6 +47,12 @@ def _abs(x):
     return ops.leaky_relu(x, negative_slope=-1.0)
 
 
+def _with_abs(x):
+    # ``concat([x, |x|])``; a state feeding several folded primitives gets one LEAKY_RELU and
+    # CONCATENATION in the converted graph (the converter merges the identical subexpressions).
+    return ops.concatenate([x, _abs(x)], axis=-1)
+
+
 def _halves(alpha):
     a = ops.reshape(alpha, (-1,))
     return 0.5 * (1.0 + a), 0.5 * (1.0 - a)
@@ -82,7 +88,7 @@ def _folded_classes():
             kernel = ops.concatenate(
                 [k * ops.reshape(a, (1, 1, -1, 1)), k * ops.reshape(b, (1, 1, -1, 1))], axis=2
             )
-            x = ops.concatenate([inputs, _abs(inputs)], axis=-1)
+            x = _with_abs(inputs)
             if self.pad is not None:
                 x = self.pad(x)
             x = ops.depthwise_conv(x, kernel, self.strides, self.depthwise.padding)
@@ -94,14 +100,14 @@ def _folded_classes():
         def call(self, inputs, training=None):
             a, b = _halves(self.prelu.alpha)
             s = ops.reshape(self.depthwise.kernel, (-1,))
-            x = ops.concatenate([inputs, _abs(inputs)], axis=-1)
+            x = _with_abs(inputs)
             x = ops.conv(x, _stack_pointwise(self.pointwise.kernel, a * s, b * s), 1, "valid")
             return self.bn(x, training=training)
 
     class FoldedFactorizedReduce(FactorizedReduce):
         def call(self, inputs, training=None):
             a, b = _halves(self.prelu.alpha)
-            x = ops.concatenate([inputs, _abs(inputs)], axis=-1)
+            x = _with_abs(inputs)
 
             def path(dw, pw, z):
                 s = ops.reshape(dw.kernel, (-1,))
