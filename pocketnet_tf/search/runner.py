@@ -1,0 +1,222 @@
+"""The search command as a library call: ``run(SearchConfig) -> results`` (spec §2).
+
+A run directory (``--workdir``) holds::
+
+    config.json, flags.txt    the resolved configuration (flags.txt re-runs it via --flagfile)
+    search.log                the log: per epoch losses, accuracies, genotype, softmax(alpha) tables
+    checkpoints/              crash-safe checkpoints: network, alphas, both optimisers (--resume)
+    history.json              per epoch: metrics, learning rate, genotype, raw alphas
+    normal.png, reduce.png    the derived cells (plus their Graphviz .dot source)
+    alpha_normal.png, alpha_reduce.png   softmax(alpha) per edge over the epochs
+    genotype.json, genotype.txt          the result (JSON for ``--genotype=``; the original's text)
+    results.json              the result, where it came from, the picture paths, timing
+    data/                     the synthetic dataset with --synthesize_data and no --data
+
+Data (spec §2.4): the record set is split 50/50 per identity (:func:`pipeline.search_split`); the
+first half, augmented (resize to ``random_crop_from``, random ``input_size`` crop, flip), trains
+the weights; the second half, un-augmented, trains alpha and gives the per-epoch validation top-1.
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import time
+from pathlib import Path
+
+import keras
+from absl import logging
+
+from pocketnet_tf import genotypes as genotypes_lib
+from pocketnet_tf.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from pocketnet_tf.search.config import SearchConfig
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; expected default or mirrored")
+
+
+def ensure_synthetic_data(config: SearchConfig) -> Path:
+    """Generates the synthetic record set into ``config.data_location`` unless it is there
+    (into a temporary directory renamed on success, so a killed generation leaves nothing)."""
+    from pocketnet_tf.data import synthetic
+
+    out = config.data_location
+    if (out / "train.rec").exists() and (out / "train.idx").exists():
+        logging.info("synthetic data present in %s", out)
+        return out
+    logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d)", out,
+                 config.synth_identities, config.synth_images_per_identity, config.input_size, config.input_size)
+    with atomic_path(out, suffix="") as tmp:
+        summary = synthetic.generate(synthetic.SynthConfig(
+            out=str(tmp), identities=config.synth_identities, images_per_identity=config.synth_images_per_identity,
+            seed=config.synth_seed, size=config.input_size, val_identities=2, val_pairs=0,
+        ))
+    logging.info("synthetic data: %d images of %d identities in %.1fs", summary["num_images"],
+                 summary["num_classes"], summary["seconds"])
+    return out
+
+
+def build_search_model(config: SearchConfig, num_classes: int, steps_per_epoch: int):
+    """Search network + :class:`SearchModel`, compiled with the two optimisers (call inside the
+    strategy scope)."""
+    from pocketnet_tf.search.optimizers import TorchAdam
+    from pocketnet_tf.search.schedule import CosineEpochSchedule
+    from pocketnet_tf.search.search_model import SearchModel
+    from pocketnet_tf.search.search_network import SearchNetwork
+    from pocketnet_tf.train.optimizer import TorchSGD
+
+    network = SearchNetwork(
+        num_classes, channels=config.channels, num_cells=config.num_cells, num_nodes=config.num_nodes,
+        stem_multiplier=config.stem_multiplier, embedding_size=config.embedding_size, head_width=config.head_width,
+        gdc_groups=config.gdc_groups, input_size=config.input_size, seed=config.seed,
+    )
+    model = SearchModel(network, second_order=config.second_order,
+                        alpha_grad_includes_train_loss=config.alpha_grad_includes_train_loss)
+    model.compile(
+        weight_optimizer=TorchSGD(
+            CosineEpochSchedule(config.weight_lr, config.weight_lr_min, config.epochs, steps_per_epoch),
+            momentum=config.weight_momentum, weight_decay=config.weight_decay,
+            clip_norm=config.weight_grad_clip or None,
+        ),
+        alpha_optimizer=TorchAdam(config.alpha_lr, beta_1=config.alpha_beta1, beta_2=config.alpha_beta2,
+                                  coupled_weight_decay=config.alpha_weight_decay),
+    )
+    return model
+
+
+def _attach_log_file(path: Path):
+    handler = std_logging.FileHandler(path)
+    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.get_absl_logger().addHandler(handler)
+    logging.set_verbosity(logging.INFO)
+    return handler
+
+
+def run(config: SearchConfig) -> dict:
+    """Runs (or resumes) a search; returns the results (also written to ``results.json``)."""
+    import tensorflow as tf
+
+    from pocketnet_tf.data import pipeline
+    from pocketnet_tf.search import monitor
+    from pocketnet_tf.train import callbacks as cb
+    from pocketnet_tf.train.loop import fit_epochs
+
+    started = time.time()
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    state = cb.read_checkpoint_state(ckpt_dir)
+    if state is not None and not config.resume:
+        raise ValueError(f"{ckpt_dir}: a previous search left checkpoints (step {state['global_step']}); "
+                         "pass --resume to continue it or use a new --workdir")
+    write_text_atomic(run_dir / "config.json", config.to_json_text())
+    write_text_atomic(run_dir / "flags.txt", config.to_flagfile())
+    handler = _attach_log_file(run_dir / "search.log")
+    try:
+        strategy = make_strategy(config.strategy)
+        replicas = strategy.num_replicas_in_sync
+        for key in ("batch_size", "val_batch_size"):
+            if getattr(config, key) % replicas:
+                raise ValueError(f"--{'eval_batch_size' if key == 'val_batch_size' else key}={getattr(config, key)} "
+                                 f"is not divisible by the {replicas} replicas")
+        if config.synthesize_data:
+            ensure_synthetic_data(config)
+        source, first, second = pipeline.search_split(config.data_location, seed=config.seed)
+        steps_per_epoch = min(first.size, second.size) // config.batch_size
+        if config.steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+        if steps_per_epoch < 1:
+            raise ValueError(f"{config.data_location}: halves of {first.size} and {second.size} images give no full "
+                             f"batch of {config.batch_size}")
+        logging.info("search: %s, %d identities, weight half %d / alpha half %d images, %d steps per epoch, "
+                     "%d epochs, %s order%s, %d replica(s)", source.location, source.num_classes, first.size,
+                     second.size, steps_per_epoch, config.epochs, "second" if config.second_order else "first",
+                     ", original ordering (alpha grad includes the train loss)"
+                     if config.alpha_grad_includes_train_loss else "", replicas)
+        crop = config.random_crop_from if config.random_crop_from > config.input_size else None
+
+        def epoch_dataset(epoch):
+            base = config.seed * 100_003 + 2 * epoch
+            train, _ = pipeline.build_dataset(source, batch_size=config.batch_size, training=True,
+                                              image_size=config.input_size, indices=first, seed=base,
+                                              random_crop_from=crop, drop_remainder=True)
+            val, _ = pipeline.build_dataset(source, batch_size=config.batch_size, training=False,
+                                            image_size=config.input_size, indices=second, shuffle=True,
+                                            seed=base + 1, drop_remainder=True)
+            return tf.data.Dataset.zip((train, val))
+
+        val_dataset, _ = pipeline.build_dataset(source, batch_size=config.val_batch_size, training=False,
+                                                image_size=config.input_size, indices=second, shuffle=False,
+                                                drop_remainder=False)
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = build_search_model(config, source.num_classes, steps_per_epoch)
+        network = model.network
+        logging.info("search network: %d weight parameters + %d alpha parameters",
+                     sum(int(v.numpy().size) for v in network.network_weights),
+                     sum(int(v.numpy().size) for v in network.alphas))
+
+        initial_step = 0
+        history = []
+        if state is not None:
+            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch)
+            history = [e for e in monitor.read_history(run_dir / monitor.HISTORY_FILE)
+                       if e["epoch"] <= initial_step // steps_per_epoch]
+            logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],
+                         initial_step, initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch)
+        elif config.resume:
+            logging.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+
+        val_steps = -(-second.size // config.val_batch_size)
+        search_monitor = monitor.SearchMonitor(network, run_dir, val_dataset, val_steps=val_steps,
+                                               rank_edges_by=config.rank_edges_by,
+                                               draw_every_epoch=config.draw_every_epoch, history=history)
+        callbacks = [search_monitor, cb.ResumableCheckpoint(ckpt_dir, steps_per_epoch, config.checkpoint_every_steps)]
+        total_steps = steps_per_epoch * config.epochs
+        if initial_step < total_steps:
+            fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                       initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
+        else:
+            logging.info("search already complete (%d steps)", initial_step)
+        if source.counter.count:
+            logging.warning("data: %s", source.counter.summary())
+
+        history = search_monitor.history
+        chosen = monitor.select_epoch(history, config.select_genotype)
+        genotype = genotypes_lib.Genotype.from_dict(chosen["genotype"])
+        genotypes_lib.save(genotype, run_dir / "genotype.json")
+        genotypes_lib.save(genotype, run_dir / "genotype.txt")
+        pictures = monitor.draw_pictures(run_dir, genotype, history)
+        logging.info("result (%s epoch %d, val top-1 %.4f): %s", config.select_genotype, chosen["epoch"],
+                     chosen["val_accuracy"], genotypes_lib.to_text(genotype))
+        results_path = run_dir / "results.json"
+        previous = monitor.read_json_or_empty(results_path)
+        results = {
+            "genotype": genotype.to_dict(),
+            "genotype_text": genotypes_lib.to_text(genotype),
+            "genotype_json": str(run_dir / "genotype.json"),
+            "selected_epoch": chosen["epoch"],
+            "select_genotype": config.select_genotype,
+            "rank_edges_by": config.rank_edges_by,
+            "second_order": config.second_order,
+            "alpha_grad_includes_train_loss": config.alpha_grad_includes_train_loss,
+            "val_accuracy": chosen["val_accuracy"],
+            "epochs": len(history),
+            "steps_per_epoch": steps_per_epoch,
+            "num_classes": source.num_classes,
+            "genotype_per_epoch": {str(e["epoch"]): e["genotype_text"] for e in history},
+            "pictures": pictures,
+            "corrupt_records": source.counter.count,
+            "seconds": round(float(previous.get("seconds", 0.0)) + time.time() - started, 1),
+        }
+        write_json_atomic(results_path, results)
+        return results
+    finally:
+        logging.get_absl_logger().removeHandler(handler)
+        handler.close()
