@@ -4,9 +4,10 @@ Every step is the one the app runs (``android_demo/core``), with the same arithm
 
 * detection and alignment: :mod:`pocketnet_tf.data.detect` (BlazeFace keypoints, 4-point fit to
   the bundle's 5-point template) and :mod:`pocketnet_tf.data.align` (the exactly specified warp);
-* model input (:class:`BundleEmbedder`): ``x / std - mean / std`` in float32 with the bundle's
-  normalisation, then for an int8/uint8 input ``clip(round_half_even(x / scale) + zero_point)``
-  -- the Java ``Preprocessor``;
+* bundle: ``metadata.json`` of ``python -m pocketnet_tf.convert`` (``tflite/README.md``), checked
+  as the Java ``BundleMetadata`` checks it; model input (:class:`BundleEmbedder`) by the
+  converter's own ``pocketnet_tf.export.bundle.model_input`` (float32 ``(pixel - mean) / std``),
+  which the Java ``Preprocessor`` reproduces;
 * gallery: :mod:`pocketnet_tf.gallery` (same file format and scores as the app).
 
 The command line is ``python -m pocketnet_tf.align`` (see that module).
@@ -37,7 +38,6 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 METADATA_FILE = "metadata.json"
-_DTYPES = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8}
 
 
 # ------------------------------------------------------------------------------------- photos
@@ -105,29 +105,31 @@ def find_faces(image: np.ndarray, detector: detect.BlazeFaceDetector, template, 
 
 @dataclasses.dataclass(frozen=True)
 class BundleMetadata:
-    """The fields of a bundle's ``metadata.json`` the app and the twin use (checked on load)."""
+    """The fields of a bundle's ``metadata.json`` (schema ``pocketnet_tf.tflite_metadata/1``, see
+    ``tflite/README.md``) that the app and the twin use, checked on load as the Java
+    ``BundleMetadata`` checks them."""
 
     path: Path
+    raw: dict
     model_file: str
     model_sha256: str
+    mode: str
     input_size: tuple[int, int]  # (height, width)
-    input_dtype: str
     norm_mean: float
     norm_std: float
-    input_quantization: tuple[float, int] | None
     embedding_size: int
-    output_dtype: str
-    output_quantization: tuple[float, int] | None
     l2_normalized: bool
     template: np.ndarray
-    threshold: float
-    far: float
+    threshold: float | None  # None: exported without a verification set
+    far_target: float | None
 
 
-def _field(obj, key, kind, where, path):
-    if not isinstance(obj, dict) or key not in obj or obj[key] is None:
+def _field(obj, key, kind, where, path, *, nullable=False):
+    if not isinstance(obj, dict) or key not in obj or (obj[key] is None and not nullable):
         raise ValueError(f"{path}: missing field '{where}{key}'")
     value = obj[key]
+    if value is None:
+        return None
     ok = {
         "str": isinstance(value, str),
         "int": isinstance(value, int) and not isinstance(value, bool),
@@ -141,20 +143,12 @@ def _field(obj, key, kind, where, path):
     return value
 
 
-def _quant(tensor, dtype, where, path):
-    q = tensor.get("quantization")
-    if dtype == "float32":
-        if q is not None:
-            raise ValueError(f"{path}: field '{where}quantization' must be null for a float32 tensor")
-        return None
-    if not isinstance(q, dict):
-        raise ValueError(f"{path}: field '{where}quantization' is required for a {dtype} tensor")
-    scale = float(_field(q, "scale", "num", where + "quantization.", path))
-    zero = int(_field(q, "zero_point", "int", where + "quantization.", path))
-    info = np.iinfo(_DTYPES[dtype])
-    if not scale > 0 or not info.min <= zero <= info.max:
-        raise ValueError(f"{path}: invalid {where}quantization (scale {scale}, zero_point {zero})")
-    return scale, zero
+def _float_tensor(tensor, where, path):
+    if _field(tensor, "dtype", "str", where, path) != "float32":
+        raise ValueError(f"{path}: field '{where}dtype' must be 'float32', got {tensor['dtype']!r}")
+    if _field(tensor, "quantization", "obj", where, path, nullable=True) is not None:
+        raise ValueError(f"{path}: field '{where}quantization' must be null: the app feeds and reads float32 "
+                         "tensors only")
 
 
 def read_bundle_metadata(bundle_dir, *, check_sha256: bool = True) -> BundleMetadata:
@@ -164,63 +158,69 @@ def read_bundle_metadata(bundle_dir, *, check_sha256: bool = True) -> BundleMeta
       FileNotFoundError: metadata or model file missing.
       ValueError: invalid metadata or a model whose SHA-256 differs from the stated one.
     """
+    from pocketnet_tf.export.metadata import SCHEMA
+
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / METADATA_FILE
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: bundle metadata not found") from None
-    except json.JSONDecodeError as err:
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: invalid JSON ({err})") from None
-    if _field(meta, "format", "str", "", path) != "pocketnet_tf.bundle":
-        raise ValueError(f"{path}: field 'format' must be 'pocketnet_tf.bundle'")
-    if _field(meta, "version", "int", "", path) != 1:
-        raise ValueError(f"{path}: bundle version {meta['version']} is not supported (expected 1)")
+    if _field(meta, "schema", "str", "", path) != SCHEMA:
+        raise ValueError(f"{path}: field 'schema' is {meta['schema']!r}; expected {SCHEMA!r}")
     model = _field(meta, "model", "obj", "", path)
     model_file = _field(model, "file", "str", "model.", path)
-    if Path(model_file).name != model_file or model_file.startswith("."):
+    if not model_file or Path(model_file).name != model_file or model_file.startswith("."):
         raise ValueError(f"{path}: field 'model.file' must be a plain file name, got {model_file!r}")
     sha = _field(model, "sha256", "str", "model.", path).lower()
     inp = _field(meta, "input", "obj", "", path)
     shape = _field(inp, "shape", "list", "input.", path)
     if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or _field(inp, "layout", "str", "input.", path) != "NHWC":
-        raise ValueError(f"{path}: input must be NHWC [1, H, W, 3], got {shape} {inp.get('layout')}")
-    in_dtype = _field(inp, "dtype", "str", "input.", path)
-    if in_dtype not in _DTYPES:
-        raise ValueError(f"{path}: field 'input.dtype' must be float32, int8 or uint8, got {in_dtype!r}")
+        raise ValueError(f"{path}: input must be NHWC [1, H, W, 3] (static batch 1; export without "
+                         f"--dynamic_batch), got {shape} {inp.get('layout')}")
+    if _field(inp, "color", "str", "input.", path) != "RGB":
+        raise ValueError(f"{path}: field 'input.color' must be 'RGB'")
+    _float_tensor(inp, "input.", path)
     norm = _field(inp, "normalization", "obj", "input.", path)
+    std = float(_field(norm, "std", "num", "input.normalization.", path))
+    if not 0.0 < std < float("inf"):
+        raise ValueError(f"{path}: field 'input.normalization.std' must be a positive number, got {std}")
     out = _field(meta, "output", "obj", "", path)
-    out_dtype = _field(out, "dtype", "str", "output.", path)
-    if out_dtype not in ("float32", "int8"):
-        raise ValueError(f"{path}: field 'output.dtype' must be float32 or int8, got {out_dtype!r}")
+    _float_tensor(out, "output.", path)
+    embedding_size = int(_field(out, "embedding_size", "int", "output.", path))
+    if embedding_size <= 0 or list(_field(out, "shape", "list", "output.", path)) != [1, embedding_size]:
+        raise ValueError(f"{path}: output.embedding_size must be positive and match output.shape [1, D]")
     alignment = _field(meta, "alignment", "obj", "", path)
     template = np.asarray(_field(alignment, "template", "list", "alignment.", path), dtype=np.float64)
     if template.shape != (5, 2):
         raise ValueError(f"{path}: field 'alignment.template' must be 5 (x, y) points, got shape {template.shape}")
-    if list(_field(alignment, "image_size", "list", "alignment.", path)) != [shape[1], shape[2]]:
-        raise ValueError(f"{path}: alignment.image_size must equal the model input size {shape[1:3]}")
-    ver = _field(meta, "verification", "obj", "", path)
-    if _field(ver, "metric", "str", "verification.", path) != "cosine":
-        raise ValueError(f"{path}: field 'verification.metric' must be 'cosine'")
-    threshold = float(_field(ver, "threshold", "num", "verification.", path))
-    if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"{path}: verification.threshold must be a cosine in [-1, 1], got {threshold}")
+    if list(_field(alignment, "output_size", "list", "alignment.", path)) != [shape[1], shape[2]]:
+        raise ValueError(f"{path}: alignment.output_size must equal the model input size {shape[1:3]}")
+    ver = _field(meta, "verification", "obj", "", path, nullable=True)
+    threshold = far = None
+    if ver is not None:
+        if _field(ver, "metric", "str", "verification.", path) != "cosine":
+            raise ValueError(f"{path}: field 'verification.metric' must be 'cosine'")
+        threshold = float(_field(ver, "threshold", "num", "verification.", path))
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"{path}: verification.threshold must be a cosine in [-1, 1], got {threshold}")
+        far = float(_field(ver, "far_target", "num", "verification.", path))
     result = BundleMetadata(
         path=path,
+        raw=meta,
         model_file=model_file,
         model_sha256=sha,
+        mode=_field(model, "mode", "str", "model.", path),
         input_size=(int(shape[1]), int(shape[2])),
-        input_dtype=in_dtype,
         norm_mean=float(_field(norm, "mean", "num", "input.normalization.", path)),
-        norm_std=float(_field(norm, "std", "num", "input.normalization.", path)),
-        input_quantization=_quant(inp, in_dtype, "input.", path),
-        embedding_size=int(_field(out, "embedding_size", "int", "output.", path)),
-        output_dtype=out_dtype,
-        output_quantization=_quant(out, out_dtype, "output.", path),
+        norm_std=std,
+        embedding_size=embedding_size,
         l2_normalized=bool(_field(out, "l2_normalized", "bool", "output.", path)),
         template=template,
         threshold=threshold,
-        far=float(_field(ver, "far", "num", "verification.", path)),
+        far_target=far,
     )
     model_path = bundle_dir / model_file
     if not model_path.is_file():
@@ -253,31 +253,25 @@ class BundleEmbedder:
             raise ValueError(f"{model_path}: expected one output, got {len(outs)}")
         self._out = outs[0]
         h, w = self.meta.input_size
-        if list(self._in["shape"]) != [1, h, w, 3] or np.dtype(self._in["dtype"]) != _DTYPES[self.meta.input_dtype]:
+        if list(self._in["shape"]) != [1, h, w, 3] or np.dtype(self._in["dtype"]) != np.float32:
             raise ValueError(f"{model_path}: input {list(self._in['shape'])} {np.dtype(self._in['dtype'])} "
-                             f"disagrees with {self.meta.path} ([1, {h}, {w}, 3] {self.meta.input_dtype})")
+                             f"disagrees with {self.meta.path} ([1, {h}, {w}, 3] float32)")
 
     def input_tensor(self, crop: np.ndarray) -> np.ndarray:
-        """(1, H, W, 3) model input for an aligned uint8 crop, as the app computes it."""
+        """(1, H, W, 3) float32 model input for an aligned uint8 crop: the converter's own
+        :func:`pocketnet_tf.export.bundle.model_input`, which wrote the bundle's golden inputs."""
+        from pocketnet_tf.export.bundle import model_input
+
         crop = np.asarray(crop)
         if crop.shape != (*self.meta.input_size, 3) or crop.dtype != np.uint8:
             raise ValueError(f"expected a uint8 crop of shape {(*self.meta.input_size, 3)}, got {crop.shape} {crop.dtype}")
-        x = crop.astype(np.float32) / np.float32(self.meta.norm_std) - np.float32(self.meta.norm_mean / self.meta.norm_std)
-        if self.meta.input_quantization is None:
-            return x[None]
-        scale, zero = self.meta.input_quantization
-        info = np.iinfo(_DTYPES[self.meta.input_dtype])
-        q = np.round(x / np.float32(scale)) + np.float32(zero)
-        return np.clip(q, info.min, info.max).astype(_DTYPES[self.meta.input_dtype])[None]
+        return model_input(crop[None], self.meta.raw).astype(np.float32)
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        """Raw model output for a prepared input, dequantised to float32 like the app."""
+        """The model's float32 output for a prepared input."""
         self._interp.set_tensor(self._in["index"], tensor)
         self._interp.invoke()
         out = self._interp.get_tensor(self._out["index"])[0].reshape(-1)
-        if self.meta.output_quantization is not None:
-            scale, zero = self.meta.output_quantization
-            out = (out.astype(np.float32) - np.float32(zero)) * np.float32(scale)
         if out.size != self.meta.embedding_size:
             raise ValueError(f"model returned {out.size} values, {self.meta.path} declares {self.meta.embedding_size}")
         return out.astype(np.float32)
@@ -289,4 +283,7 @@ class BundleEmbedder:
         return Gallery(self.meta.model_sha256, self.meta.embedding_size)
 
     def search(self, gallery: Gallery, embedding) -> Match:
+        if self.meta.threshold is None:
+            raise ValueError(f"{self.meta.path}: 'verification' is null, so the bundle states no decision threshold; "
+                             "export it with --bin=<verification set>")
         return gallery.search(embedding, self.meta.threshold)

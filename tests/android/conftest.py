@@ -1,9 +1,16 @@
 import pytest
 
-from tests.android import jvm
+from tests.android import bundles, jvm
 
 
 @pytest.fixture(scope="session")
 def java_core(tmp_path_factory):
     """The Java core compiled once per session: (main classes, test classes)."""
     return jvm.compile_core(tmp_path_factory.mktemp("java_core"))
+
+
+@pytest.fixture(scope="session")
+def real_bundles(tmp_path_factory):
+    """``{(mode, raw_input): bundle directory}`` written by the converter library."""
+    root = tmp_path_factory.mktemp("bundles")
+    return {variant: bundles.export(root, *variant) for variant in bundles.VARIANTS}

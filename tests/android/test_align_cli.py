@@ -12,7 +12,6 @@ from PIL import Image
 
 from pocketnet_tf.data import detect
 from pocketnet_tf.gallery import Gallery
-from tests.android import bundles
 from tests.android.test_cross_language import _hopper
 
 pytestmark = pytest.mark.slow
@@ -52,9 +51,8 @@ def test_align_writes_crops_and_report(photos, tmp_path):
     np.testing.assert_array_equal(np.asarray(face["matrix"]), matrix)
 
 
-def test_enrol_then_match(photos, tmp_path):
-    bundle = bundles.write_bundle(tmp_path / "bundle", bundles.convert(bundles.tiny_model(), False, None),
-                                  np.zeros((1, 112, 112, 3), np.uint8) + 90)
+def test_enrol_then_match(photos, real_bundles, tmp_path):
+    bundle = real_bundles[("fp32", False)]
     gallery = tmp_path / "gallery.json"
     proc = _cli("enrol", f"--bundle={bundle}", f"--gallery={gallery}", "--name=Grace", f"--in={photos / 'hopper.jpg'}")
     assert "enrolled 'Grace': 1 embeddings" in proc.stdout

@@ -1,7 +1,6 @@
 package org.pocketnet.demo;
 
 import static org.junit.Assert.assertEquals;
-import static org.junit.Assert.assertNotNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
@@ -17,7 +16,7 @@ import org.pocketnet.core.BlazeFace;
 import org.pocketnet.core.FileIo;
 import org.pocketnet.core.Gallery;
 import org.pocketnet.core.GoldenCheck;
-import org.pocketnet.core.NpyArray;
+import org.pocketnet.core.GoldenSet;
 import org.pocketnet.core.VerificationBundle;
 
 /**
@@ -35,20 +34,12 @@ public class BundleGoldenTest {
   @Test
   public void goldenVectorsMatchThroughLiteRt() throws Exception {
     VerificationBundle bundle = BundleInstaller.install(context());
-    assertNotNull("the bundle ships no golden vectors", bundle.metadata.golden);
+    GoldenSet golden = bundle.golden();
     try (LiteRtModel model = LiteRtModel.fromFile(bundle.modelFile(), 2)) {
-      org.pocketnet.core.Preprocessor pre = bundle.preprocessor();
-      GoldenCheck.Report report =
-          GoldenCheck.run(
-              bundle,
-              input -> {
-                byte[][] int8 = new byte[1][];
-                float[] raw = model.runEmbedding(input, bundle.metadata.outputDType, int8);
-                return pre.outputToEmbedding(raw, int8[0]);
-              });
+      GoldenCheck.Report report = GoldenCheck.run(bundle, golden, model::runEmbedding);
       android.util.Log.i("BundleGoldenTest", report.toString());
       assertTrue(report.toString(), report.images > 0);
-      assertEquals(report.toString(), 0, report.inputMismatches);
+      assertEquals(report.toString(), 0, report.inputValuesNotBitExact);
       assertTrue(report.toString(), report.passed());
     }
   }
@@ -56,23 +47,16 @@ public class BundleGoldenTest {
   @Test
   public void goldenEmbeddingsMatchThemselvesInTheGallery() throws Exception {
     VerificationBundle bundle = BundleInstaller.install(context());
-    NpyArray emb = bundle.readGolden(bundle.metadata.golden.embeddings);
-    int n = emb.shape[0];
-    int d = emb.shape[1];
-    float[] all = emb.toFloatArray();
-    Gallery g = new Gallery(bundle.metadata.modelSha256, d);
-    for (int i = 0; i < n; i++) {
-      float[] v = new float[d];
-      System.arraycopy(all, i * d, v, 0, d);
-      g.enrol("golden" + i, v);
+    GoldenSet golden = bundle.golden();
+    Gallery g = new Gallery(bundle.metadata.modelSha256, bundle.metadata.embeddingSize);
+    for (int i = 0; i < golden.cases.size(); i++) {
+      g.enrol("golden" + i, golden.cases.get(i).embedding);
     }
     File file = new File(context().getCacheDir(), "golden_gallery.json");
     g.save(file);
     Gallery back = Gallery.load(file, bundle.metadata.modelSha256);
-    for (int i = 0; i < n; i++) {
-      float[] v = new float[d];
-      System.arraycopy(all, i * d, v, 0, d);
-      Gallery.Match m = back.search(v, bundle.metadata.threshold);
+    for (GoldenSet.Case c : golden.cases) {
+      Gallery.Match m = back.search(c.embedding, bundle.metadata.threshold);
       assertEquals(1.0, m.score, 1e-6);
       assertTrue(m.accepted);
     }

@@ -9,7 +9,6 @@ import org.pocketnet.core.BlazeFace;
 import org.pocketnet.core.BundleMetadata;
 import org.pocketnet.core.FaceAligner;
 import org.pocketnet.core.Gallery;
-import org.pocketnet.core.ModelInput;
 import org.pocketnet.core.Preprocessor;
 import org.pocketnet.core.RgbImage;
 import org.pocketnet.core.SimilarityTransform;
@@ -48,6 +47,11 @@ final class FaceEngine implements AutoCloseable {
   FaceEngine(Context context) throws Exception {
     bundle = BundleInstaller.install(context);
     BundleMetadata meta = bundle.metadata;
+    if (!meta.hasThreshold()) {
+      throw new IOException(
+          meta.source + ": \"verification\" is null, so the bundle states no decision threshold;"
+              + " export it with --bin=<verification set>");
+    }
     aligner = bundle.aligner();
     preprocessor = bundle.preprocessor();
     detector = LiteRtModel.fromAsset(context.getAssets(), BundleInstaller.DETECTOR_ASSET, THREADS);
@@ -71,10 +75,8 @@ final class FaceEngine implements AutoCloseable {
     return new float[][] {out[1], out[0]};
   }
 
-  float[] embed(ModelInput input) throws Exception {
-    byte[][] int8 = new byte[1][];
-    float[] raw = embedder.runEmbedding(input, bundle.metadata.outputDType, int8);
-    return preprocessor.outputToEmbedding(raw, int8[0]);
+  float[] embed(float[] input) throws Exception {
+    return preprocessor.checkEmbedding(embedder.runEmbedding(input));
   }
 
   Result process(RgbImage image) throws Exception {
@@ -90,7 +92,7 @@ final class FaceEngine implements AutoCloseable {
     r.face = faces.get(0); // best score first
     SimilarityTransform t = aligner.transformFromBlazeFace(r.face.keypoints);
     r.crop = aligner.crop(image, t);
-    ModelInput input = preprocessor.toInput(r.crop);
+    float[] input = preprocessor.toInput(r.crop);
     long t1 = SystemClock.elapsedRealtime();
     r.embedding = embed(input);
     r.embedMillis = SystemClock.elapsedRealtime() - t1;

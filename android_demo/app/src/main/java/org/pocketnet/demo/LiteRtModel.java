@@ -7,8 +7,6 @@ import com.google.ai.edge.litert.LiteRtException;
 import com.google.ai.edge.litert.TensorBuffer;
 import java.io.File;
 import java.util.List;
-import org.pocketnet.core.BundleMetadata;
-import org.pocketnet.core.ModelInput;
 
 /**
  * One {@code .tflite} model compiled by LiteRT 2.x ({@link CompiledModel}, the API LiteRT
@@ -59,28 +57,10 @@ final class LiteRtModel implements AutoCloseable {
     return out;
   }
 
-  /**
-   * Runs the face model on a preprocessed input; returns the raw output as floats, or (for an
-   * int8 output) as the quantised bytes in {@code int8Out[0]}.
-   */
-  float[] runEmbedding(ModelInput input, BundleMetadata.DType outputType, byte[][] int8Out)
-      throws LiteRtException {
-    switch (input.dtype) {
-      case FLOAT32:
-        inputs.get(0).writeFloat(input.floats);
-        break;
-      case INT8:
-        inputs.get(0).writeInt8(input.bytes);
-        break;
-      default:
-        // TensorBuffer has no uint8 writer in LiteRT 2.x; export int8 or float models instead.
-        throw new IllegalArgumentException("uint8 model inputs are not supported by this app");
-    }
+  /** Runs the face model on a preprocessed float32 input; returns its float32 output. */
+  float[] runEmbedding(float[] input) throws LiteRtException {
+    inputs.get(0).writeFloat(input);
     model.run(inputs, outputs);
-    if (outputType == BundleMetadata.DType.INT8) {
-      int8Out[0] = outputs.get(0).readInt8();
-      return null;
-    }
     return outputs.get(0).readFloat();
   }
 

@@ -104,12 +104,12 @@ public class MainActivity extends AppCompatActivity {
             String info =
                 String.format(
                     Locale.ROOT,
-                    "Model %s… (%s input, %d-d), threshold %.4f at FAR %.0e, %d enrolled.\n%s",
+                    "Model %s… (%s, %d-d), threshold %.4f at FAR %.0e, %d enrolled.\n%s",
                     engine.bundle.metadata.modelSha256.substring(0, 12),
-                    engine.bundle.metadata.inputDType,
+                    engine.bundle.metadata.mode,
                     engine.bundle.metadata.embeddingSize,
                     engine.bundle.metadata.threshold,
-                    engine.bundle.metadata.thresholdFar,
+                    engine.bundle.metadata.farTarget,
                     engine.gallery().size(),
                     getString(R.string.no_face_yet));
             runOnUiThread(() -> statusView.setText(info));

@@ -58,6 +58,15 @@ public final class Embeddings {
     return dot(a, b) / (na * nb);
   }
 
+  /** Largest absolute value. */
+  public static double maxAbs(float[] v) {
+    double m = 0;
+    for (float x : v) {
+      m = Math.max(m, Math.abs((double) x));
+    }
+    return m;
+  }
+
   /** Largest absolute element-wise difference. */
   public static double maxAbsDiff(float[] a, float[] b) {
     if (a.length != b.length) {
@@ -68,18 +77,5 @@ public final class Embeddings {
       m = Math.max(m, Math.abs((double) a[i] - (double) b[i]));
     }
     return m;
-  }
-
-  /**
-   * Dequantises an int8 output: {@code (q − zeroPoint)·scale} in float32 arithmetic, as {@code
-   * pocketnet_tf.eval.embedders} does ({@code (q.astype(float32) - zero) * float32(scale)}).
-   */
-  public static float[] dequantize(byte[] q, double scale, int zeroPoint) {
-    float s = (float) scale;
-    float[] out = new float[q.length];
-    for (int i = 0; i < q.length; i++) {
-      out[i] = ((float) q[i] - (float) zeroPoint) * s;
-    }
-    return out;
   }
 }

@@ -151,8 +151,12 @@ public final class JsonObject {
     return new JsonObject(m, source, fieldPath(key));
   }
 
-  public JsonObject optObject(String key) {
-    return has(key) ? getObject(key) : null;
+  /** The object under {@code key}, or null when the field is present and JSON {@code null}. */
+  public JsonObject getObjectOrNull(String key) {
+    if (!map.containsKey(key)) {
+      throw new IllegalArgumentException(source + ": missing field '" + fieldPath(key) + "'");
+    }
+    return map.get(key) == Json.NULL ? null : getObject(key);
   }
 
   public List<Object> getArray(String key) {

@@ -1,16 +1,17 @@
 package org.pocketnet.core;
 
 /**
- * Aligned 8-bit RGB crop → model input tensor, exactly as the bundle metadata says and as the
- * Python side computes it (float32 arithmetic, same operation order):
+ * Aligned 8-bit RGB crop → the float32 model input tensor (NHWC, row-major: pixel (y, x) channel
+ * c at {@code (y·W + x)·3 + c}), as the bundle metadata states it: {@code x = (pixel − mean) /
+ * std} per channel.
  *
- * <ul>
- *   <li>normalisation {@code x / std − mean / std} with {@code std} and {@code mean / std} rounded
- *       to float32 — {@code pocketnet_tf.data.preprocess.normalize} ({@code x / 127.5 − 1});
- *   <li>quantised inputs: {@code q = clip(rint(x_norm / scale) + zero_point)}, the division in
- *       float32 and {@code rint} rounding half to even — {@code np.round} as in
- *       {@code pocketnet_tf.eval.embedders.TFLiteEmbedder}.
- * </ul>
+ * <p>Computed as {@code pixel / std − mean / std} with {@code std} and {@code mean / std} rounded to
+ * float32 and float32 arithmetic — the operation order of {@code
+ * pocketnet_tf.data.preprocess.normalize} ({@code x / 127.5 − 1}), which wrote the golden input
+ * tensors of a default bundle, so they are reproduced bit for bit; for a {@code --raw_input}
+ * bundle ({@code mean 0, std 1}) it is the pixel value exactly. Any other {@code mean}/{@code std}
+ * stays within one float32 rounding of {@code (pixel − mean) / std}, inside the bundle
+ * specification's 1e-6 input tolerance.
  */
 public final class Preprocessor {
   private final BundleMetadata meta;
@@ -23,9 +24,13 @@ public final class Preprocessor {
     this.meanOverStd = (float) (meta.normMean / meta.normStd);
   }
 
-  /** The normalised float pixels (before any quantisation). */
-  public float[] normalize(RgbImage crop) {
-    checkSize(crop);
+  /** The model input for an aligned crop of the model's input size. */
+  public float[] toInput(RgbImage crop) {
+    if (crop.width != meta.inputWidth || crop.height != meta.inputHeight) {
+      throw new IllegalArgumentException(
+          "crop is " + crop.width + "x" + crop.height + ", the model takes " + meta.inputWidth + "x"
+              + meta.inputHeight);
+    }
     float[] out = new float[crop.rgb.length];
     for (int i = 0; i < out.length; i++) {
       out[i] = (float) (crop.rgb[i] & 0xff) / std - meanOverStd;
@@ -33,45 +38,13 @@ public final class Preprocessor {
     return out;
   }
 
-  public ModelInput toInput(RgbImage crop) {
-    float[] x = normalize(crop);
-    if (meta.inputDType == BundleMetadata.DType.FLOAT32) {
-      return ModelInput.ofFloats(x);
-    }
-    float scale = (float) meta.inputQuantization.scale;
-    int zp = meta.inputQuantization.zeroPoint;
-    int lo = meta.inputDType == BundleMetadata.DType.INT8 ? -128 : 0;
-    int hi = lo + 255;
-    byte[] q = new byte[x.length];
-    for (int i = 0; i < x.length; i++) {
-      double r = Math.rint(x[i] / scale) + zp;
-      int v = r < lo ? lo : r > hi ? hi : (int) r;
-      q[i] = (byte) v;
-    }
-    return ModelInput.ofBytes(meta.inputDType, q);
-  }
-
-  private void checkSize(RgbImage crop) {
-    if (crop.width != meta.inputWidth || crop.height != meta.inputHeight) {
+  /** Checks the model's output length against the bundle's {@code embedding_size}. */
+  public float[] checkEmbedding(float[] output) {
+    if (output.length != meta.embeddingSize) {
       throw new IllegalArgumentException(
-          "crop is " + crop.width + "x" + crop.height + ", the model takes " + meta.inputWidth + "x"
-              + meta.inputHeight);
-    }
-  }
-
-  /** The model output as a float embedding (dequantised when the output is int8). */
-  public float[] outputToEmbedding(float[] floats, byte[] bytes) {
-    float[] e;
-    if (meta.outputDType == BundleMetadata.DType.FLOAT32) {
-      e = floats;
-    } else {
-      e = Embeddings.dequantize(bytes, meta.outputQuantization.scale, meta.outputQuantization.zeroPoint);
-    }
-    if (e.length != meta.embeddingSize) {
-      throw new IllegalArgumentException(
-          "model returned " + e.length + " values, the bundle declares embedding_size "
+          "model returned " + output.length + " values, the bundle declares embedding_size "
               + meta.embeddingSize);
     }
-    return e;
+    return output;
   }
 }

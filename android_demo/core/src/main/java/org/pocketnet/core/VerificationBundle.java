@@ -6,8 +6,9 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 
 /**
- * A verification bundle directory as written by the converter: the {@code .tflite}, the
- * {@code metadata.json} side-car and (optionally) golden vectors. Opening it parses the metadata
+ * A verification bundle directory as written by {@code python -m pocketnet_tf.convert}: the
+ * {@code .tflite}, the {@code metadata.json} side-car and the {@code golden/} test vectors (the
+ * conversion report beside them is not read). Opening it parses the metadata
  * and checks the model file against the SHA-256 it states, so a swapped or truncated model is
  * refused before it runs.
  */
@@ -55,9 +56,8 @@ public final class VerificationBundle {
     return new Preprocessor(metadata);
   }
 
-  /** Reads a {@code .npy} file of the bundle's golden vectors. */
-  public NpyArray readGolden(String relativePath) throws IOException {
-    File f = new File(dir, relativePath);
-    return NpyArray.read(FileIo.readAll(f), f.getPath());
+  /** Reads and checks the bundle's golden vectors ({@code golden/golden.json} and its files). */
+  public GoldenSet golden() throws IOException {
+    return GoldenSet.read(this);
   }
 }

@@ -2,35 +2,48 @@ package org.pocketnet.core;
 
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
-import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
+import java.awt.image.BufferedImage;
+import java.io.ByteArrayOutputStream;
 import java.io.File;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import javax.imageio.ImageIO;
 import org.junit.Rule;
 import org.junit.Test;
 import org.junit.rules.TemporaryFolder;
 
+/**
+ * The bundle layout of {@code tflite/README.md} on a hand-made 4x2 bundle; the same code on real
+ * converter bundles is checked by {@code tests/android/test_bundle_golden.py}.
+ */
 public class BundleTest {
   @Rule public TemporaryFolder tmp = new TemporaryFolder();
 
   static final byte[] MODEL = "not really a tflite model, but hashed like one".getBytes(StandardCharsets.US_ASCII);
+  static final String VERIFICATION =
+      "{\"metric\": \"cosine\", \"threshold\": 0.3, \"far_target\": 0.001, \"tar\": 0.9}";
 
-  static String metadata(String inputDType, String inputQuant, String modelSha) {
-    return "{\"format\": \"pocketnet_tf.bundle\", \"version\": 1,"
-        + " \"model\": {\"file\": \"model.tflite\", \"sha256\": \"" + modelSha + "\"},"
-        + " \"input\": {\"shape\": [1, 4, 2, 3], \"layout\": \"NHWC\", \"color\": \"RGB\", \"dtype\": \""
-        + inputDType + "\", \"normalization\": {\"mean\": 127.5, \"std\": 127.5}, \"quantization\": "
-        + inputQuant + "},"
-        + " \"output\": {\"embedding_size\": 2, \"dtype\": \"float32\", \"quantization\": null,"
-        + " \"l2_normalized\": false},"
-        + " \"alignment\": {\"template\": [[1, 1], [2, 1], [1.5, 2], [1, 3], [2, 3]], \"image_size\": [4, 2]},"
-        + " \"verification\": {\"metric\": \"cosine\", \"threshold\": 0.3, \"far\": 0.001},"
-        + " \"golden\": {\"images\": \"golden/images.npy\", \"inputs\": \"golden/inputs.npy\","
-        + " \"embeddings\": \"golden/embeddings.npy\", \"tolerance\": {\"min_cosine\": 0.999,"
-        + " \"max_abs_diff\": 0.01}}}";
+  /** metadata.json as the converter writes it (only the fields the app reads, plus a few more). */
+  static String metadata(String normalization, String inputQuant, String verification, String modelSha) {
+    return "{\"schema\": \"pocketnet_tf.tflite_metadata/1\","
+        + " \"model\": {\"file\": \"model.tflite\", \"sha256\": \"" + modelSha + "\", \"mode\": \"int8\","
+        + " \"size_bytes\": 46},"
+        + " \"input\": {\"name\": \"serving_default_image:0\", \"shape\": [1, 4, 2, 3], \"dtype\": \"float32\","
+        + " \"quantization\": " + inputQuant + ", \"layout\": \"NHWC\", \"color\": \"RGB\", \"height\": 4,"
+        + " \"width\": 2, \"batch\": 1, \"normalization\": " + normalization + "},"
+        + " \"output\": {\"name\": \"out\", \"shape\": [1, 2], \"dtype\": \"float32\", \"quantization\": null,"
+        + " \"embedding_size\": 2, \"l2_normalized\": false},"
+        + " \"alignment\": {\"template\": [[1, 1], [2, 1], [1.5, 2], [1, 3], [2, 3]], \"output_size\": [4, 2]},"
+        + " \"verification\": " + verification + "}";
+  }
+
+  static String metadata() {
+    return metadata("{\"mean\": 127.5, \"std\": 127.5}", "null", VERIFICATION, sha());
   }
 
   static String sha() {
@@ -48,144 +61,220 @@ public class BundleTest {
   }
 
   @Test
-  public void parsesAFloatAndAnInt8Bundle() {
-    BundleMetadata f = BundleMetadata.parse(metadata("float32", "null", sha()), "m");
-    assertEquals(BundleMetadata.DType.FLOAT32, f.inputDType);
-    assertNull(f.inputQuantization);
-    assertEquals(4, f.inputHeight);
-    assertEquals(2, f.inputWidth);
-    assertEquals(0.3, f.threshold, 0);
-    assertEquals(1.5, f.alignmentTemplate[2][0], 0);
-    assertEquals("golden/inputs.npy", f.golden.inputs);
-    BundleMetadata q =
-        BundleMetadata.parse(metadata("int8", "{\"scale\": 0.0078125, \"zero_point\": -1}", sha()), "m");
-    assertEquals(BundleMetadata.DType.INT8, q.inputDType);
-    assertEquals(0.0078125, q.inputQuantization.scale, 0);
-    assertEquals(-1, q.inputQuantization.zeroPoint);
+  public void parsesTheConverterMetadata() {
+    BundleMetadata m = BundleMetadata.parse(metadata(), "m");
+    assertEquals(4, m.inputHeight);
+    assertEquals(2, m.inputWidth);
+    assertEquals(127.5, m.normMean, 0);
+    assertEquals(2, m.embeddingSize);
+    assertEquals("int8", m.mode);
+    assertTrue(m.hasThreshold());
+    assertEquals(0.3, m.threshold, 0);
+    assertEquals(0.001, m.farTarget, 0);
+    assertEquals(1.5, m.alignmentTemplate[2][0], 0);
+    BundleMetadata none = BundleMetadata.parse(metadata("{\"mean\": 0.0, \"std\": 1.0}", "null", "null", sha()), "m");
+    assertFalse(none.hasThreshold());
+    assertTrue(Double.isNaN(none.threshold));
   }
 
   @Test
   public void rejectsInconsistentMetadata() {
-    String good = metadata("float32", "null", sha());
-    assertRejected(good.replace("pocketnet_tf.bundle", "other"), "field 'format'");
-    assertRejected(good.replace("\"version\": 1", "\"version\": 2"), "this app reads version 1");
-    assertRejected(metadata("int8", "null", sha()), "'input.quantization' is required for a INT8");
-    assertRejected(metadata("float32", "{\"scale\": 1, \"zero_point\": 0}", sha()), "must be null");
-    assertRejected(metadata("int8", "{\"scale\": 0.1, \"zero_point\": 200}", sha()), "outside the INT8 range");
-    assertRejected(metadata("int8", "{\"scale\": 0, \"zero_point\": 0}", sha()), "positive number");
-    assertRejected(metadata("float16", "null", sha()), "must be float32, int8 or uint8");
-    assertRejected(good.replace("\"NHWC\"", "\"NCHW\""), "must be NHWC");
-    assertRejected(good.replace("[1, 4, 2, 3]", "[2, 4, 2, 3]"), "must be [1, H, W, 3]");
+    String good = metadata();
+    assertRejected(good.replace("tflite_metadata/1", "tflite_metadata/2"), "this app reads");
+    assertRejected(
+        metadata("{\"mean\": 127.5, \"std\": 127.5}", "{\"scale\": 1, \"zero_point\": 0}", VERIFICATION, sha()),
+        "float32 tensors only");
+    assertRejected(good.replace("\"dtype\": \"float32\", \"quantization\": null, \"l", "\"dtype\": \"int8\", "
+        + "\"quantization\": null, \"l"), "'input.dtype' must be \"float32\"");
+    assertRejected(good.replace("\"std\": 127.5", "\"std\": 0"), "positive number");
+    assertRejected(good.replace("\"NHWC\"", "\"NCHW\""), "must be \"NHWC\"");
+    assertRejected(good.replace("[1, 4, 2, 3]", "[-1, 4, 2, 3]"), "--dynamic_batch");
+    assertRejected(good.replace("\"height\": 4", "\"height\": 5"), "must equal input.shape");
+    assertRejected(good.replace("\"shape\": [1, 2]", "\"shape\": [1, 3]"), "output.shape");
     assertRejected(good.replace("\"model.tflite\"", "\"../model.tflite\""), "plain file name");
-    assertRejected(good.replace("golden/inputs.npy", "../inputs.npy"), "relative path inside the bundle");
     assertRejected(good.replace("\"threshold\": 0.3", "\"threshold\": 1.5"), "cosine in [-1, 1]");
-    assertRejected(good.replace("\"image_size\": [4, 2]", "\"image_size\": [112, 112]"), "model input size");
+    assertRejected(good.replace("\"output_size\": [4, 2]", "\"output_size\": [112, 112]"), "model input size");
     assertRejected(good.replace("[2, 3]]", "[2, 3], [0, 0]]"), "must have 5 rows");
     assertRejected(good.replace(sha(), "xyz"), "64 hex digits");
     assertRejected(good.replace("\"cosine\"", "\"euclidean\""), "must be \"cosine\"");
+    assertRejected(good.replace(", \"verification\": " + VERIFICATION, ""), "missing field 'verification'");
   }
 
   @Test
   public void preprocessesLikeThePythonSide() {
-    BundleMetadata f = BundleMetadata.parse(metadata("float32", "null", sha()), "m");
     byte[] px = new byte[4 * 2 * 3];
     for (int i = 0; i < px.length; i++) {
       px[i] = (byte) (i * 11);
     }
     RgbImage crop = new RgbImage(2, 4, px);
-    ModelInput in = new Preprocessor(f).toInput(crop);
+    float[] in = new Preprocessor(BundleMetadata.parse(metadata(), "m")).toInput(crop);
+    float[] raw =
+        new Preprocessor(BundleMetadata.parse(metadata("{\"mean\": 0.0, \"std\": 1.0}", "null", "null", sha()), "m"))
+            .toInput(crop);
     for (int i = 0; i < px.length; i++) {
-      assertEquals((px[i] & 0xff) / 127.5f - 1.0f, in.floats[i], 0f);
+      // pocketnet_tf.data.preprocess.normalize: x / float32(127.5) - float32(1.0).
+      assertEquals((px[i] & 0xff) / 127.5f - 1.0f, in[i], 0f);
+      assertEquals((float) (px[i] & 0xff), raw[i], 0f);
     }
-    // int8 with scale 1/128 and zero point -1: q = rint(x * 128) - 1, halves to even, clipped.
-    BundleMetadata q =
-        BundleMetadata.parse(metadata("int8", "{\"scale\": 0.0078125, \"zero_point\": -1}", sha()), "m");
-    byte[] p2 = new byte[24];
-    p2[0] = 0; // x = -1 -> -128 - 1 -> clipped to -128
-    p2[1] = (byte) 255; // x = 1 -> 128 - 1 = 127
-    p2[2] = (byte) 128; // x = 0.003921628 -> 0.50196886 -> rint 1 -> 0
-    ModelInput qi = new Preprocessor(q).toInput(new RgbImage(2, 4, p2));
-    assertEquals(-128, qi.bytes[0]);
-    assertEquals(127, qi.bytes[1]);
-    assertEquals(0, qi.bytes[2]);
     try {
-      new Preprocessor(f).toInput(new RgbImage(4, 2, px));
+      new Preprocessor(BundleMetadata.parse(metadata(), "m")).toInput(new RgbImage(4, 2, px));
       fail();
     } catch (IllegalArgumentException e) {
       assertEquals("crop is 4x2, the model takes 2x4", e.getMessage());
     }
   }
 
-  private File writeBundle(String inputDType, String quant, float[] golden, byte[] goldenQ) throws IOException {
+  // ----------------------------------------------------------------------------- golden vectors
+
+  private static byte[] png(byte[] rgb, int w, int h) throws IOException {
+    BufferedImage img = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB);
+    for (int y = 0; y < h; y++) {
+      for (int x = 0; x < w; x++) {
+        int i = (y * w + x) * 3;
+        img.setRGB(x, y, ((rgb[i] & 0xff) << 16) | ((rgb[i + 1] & 0xff) << 8) | (rgb[i + 2] & 0xff));
+      }
+    }
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    ImageIO.write(img, "png", out);
+    return out.toByteArray();
+  }
+
+  private static byte[] le(float[] v) {
+    ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+    b.asFloatBuffer().put(v);
+    return b.array();
+  }
+
+  private static final float[][] EMBEDDINGS = {{1, 0}, {0.6f, 0.8f}};
+
+  /** A two-case bundle; {@code inputs[i]} is written as face i's input tensor. */
+  private File writeBundle(float[][] inputs) throws IOException {
     File dir = tmp.newFolder();
     FileIo.writeAtomic(new File(dir, "model.tflite"), MODEL);
-    FileIo.writeAtomic(
-        new File(dir, "metadata.json"),
-        metadata(inputDType, quant, sha()).getBytes(StandardCharsets.UTF_8));
-    byte[] px = new byte[2 * 4 * 2 * 3];
-    for (int i = 0; i < px.length; i++) {
-      px[i] = (byte) (i * 5);
+    FileIo.writeAtomic(new File(dir, "metadata.json"), metadata().getBytes(StandardCharsets.UTF_8));
+    StringBuilder cases = new StringBuilder();
+    for (int c = 0; c < 2; c++) {
+      byte[] image = png(face(c), 2, 4);
+      byte[] input = le(inputs[c]);
+      byte[] emb = le(EMBEDDINGS[c]);
+      String stem = "face_00" + c;
+      FileIo.writeAtomic(new File(dir, "golden/" + stem + ".png"), image);
+      FileIo.writeAtomic(new File(dir, "golden/" + stem + ".input.f32"), input);
+      FileIo.writeAtomic(new File(dir, "golden/" + stem + ".embedding.f32"), emb);
+      cases.append(c == 0 ? "" : ", ")
+          .append("{\"image\": \"").append(stem).append(".png\", \"input\": \"").append(stem)
+          .append(".input.f32\", \"embedding\": \"").append(stem).append(".embedding.f32\", \"image_sha256\": \"")
+          .append(FileIo.sha256Hex(image)).append("\", \"input_sha256\": \"").append(FileIo.sha256Hex(input))
+          .append("\", \"embedding_sha256\": \"").append(FileIo.sha256Hex(emb)).append("\", \"embedding_norm\": 1.0}");
     }
-    FileIo.writeAtomic(new File(dir, "golden/images.npy"), NpyArray.write(NpyArray.DType.UINT8, px, 2, 4, 2, 3));
-    if (golden != null) {
-      FileIo.writeAtomic(new File(dir, "golden/inputs.npy"), NpyArray.write(golden, 2, 4, 2, 3));
-    } else {
-      FileIo.writeAtomic(
-          new File(dir, "golden/inputs.npy"), NpyArray.write(NpyArray.DType.INT8, goldenQ, 2, 4, 2, 3));
-    }
-    FileIo.writeAtomic(
-        new File(dir, "golden/embeddings.npy"), NpyArray.write(new float[] {1, 0, 0.6f, 0.8f}, 2, 2));
+    String index =
+        "{\"schema\": \"pocketnet_tf.golden/1\", \"model_sha256\": \"" + sha() + "\", \"input_shape\": [1, 4, 2, 3],"
+            + " \"input_dtype\": \"float32\", \"embedding_size\": 2, \"byte_order\": \"little\","
+            + " \"tolerance\": {\"min_cosine\": 0.995, \"max_abs_error_relative\": 0.05},"
+            + " \"cases\": [" + cases + "]}";
+    FileIo.writeAtomic(new File(dir, "golden/golden.json"), index.getBytes(StandardCharsets.UTF_8));
     return dir;
   }
 
-  private static float[] normalized(int n) {
-    float[] out = new float[n];
-    for (int i = 0; i < n; i++) {
-      out[i] = (float) ((i * 5) & 0xff) / 127.5f - 1.0f;
+  private static byte[] face(int c) {
+    byte[] px = new byte[24];
+    for (int i = 0; i < px.length; i++) {
+      px[i] = (byte) (i * 5 + 97 * c);
+    }
+    return px;
+  }
+
+  private static float[] normalized(int c) {
+    byte[] px = face(c);
+    float[] out = new float[px.length];
+    for (int i = 0; i < px.length; i++) {
+      out[i] = (float) (px[i] & 0xff) / 127.5f - 1.0f;
     }
     return out;
   }
 
   @Test
   public void goldenCheckPassesOnlyForTheRightTensorsAndEmbeddings() throws Exception {
-    File dir = writeBundle("float32", "null", normalized(48), null);
-    VerificationBundle b = VerificationBundle.open(dir);
-    GoldenCheck.Report r = GoldenCheck.run(b, null);
+    VerificationBundle b = VerificationBundle.open(writeBundle(new float[][] {normalized(0), normalized(1)}));
+    GoldenSet golden = b.golden();
+    assertEquals(0.995, golden.minCosine, 0);
+    GoldenCheck.Report r = GoldenCheck.run(b, golden, null);
     assertTrue(r.toString(), r.passed());
     assertEquals(2, r.images);
-    // A runtime returning the golden embeddings passes; a slightly rotated one fails.
-    float[][] golden = {{1, 0}, {0.6f, 0.8f}};
+    assertEquals(0, r.inputValuesNotBitExact);
+    // A runtime returning the golden embeddings passes (it is fed the golden input tensors); one
+    // off by more than 5 % of the largest value fails, once per case.
     int[] call = {0};
-    assertTrue(GoldenCheck.run(b, in -> golden[call[0]++]).passed());
-    GoldenCheck.Report bad = GoldenCheck.run(b, in -> new float[] {0.99f, 0.14f});
-    assertFalse(bad.passed());
+    GoldenCheck.Report ok =
+        GoldenCheck.run(
+            b,
+            golden,
+            in -> {
+              assertEquals(normalized(call[0])[5], in[5], 0f);
+              return EMBEDDINGS[call[0]++].clone();
+            });
+    assertTrue(ok.toString(), ok.passed());
+    assertEquals(1.0, ok.minCosine, 1e-12);
+    GoldenCheck.Report bad = GoldenCheck.run(b, golden, in -> new float[] {0.99f, 0.14f});
     assertEquals(2, bad.failures.size());
-    // A golden input off by one float ulp is a preprocessing mismatch.
-    float[] off = normalized(48);
-    off[30] = Math.nextUp(off[30]);
-    GoldenCheck.Report r2 = GoldenCheck.run(VerificationBundle.open(writeBundle("float32", "null", off, null)), null);
-    assertEquals(1, r2.inputMismatches);
+    // A golden input one float ulp away is within the 1e-6 tolerance but counted as not bit-exact;
+    // one 2e-6 away is a preprocessing failure.
+    float[] ulp = normalized(1);
+    ulp[7] = Math.nextUp(ulp[7]);
+    VerificationBundle b1 = VerificationBundle.open(writeBundle(new float[][] {normalized(0), ulp}));
+    GoldenCheck.Report r1 = GoldenCheck.run(b1, b1.golden(), null);
+    assertEquals(1, r1.inputValuesNotBitExact);
+    assertTrue(r1.toString(), r1.passed());
+    float[] off = normalized(1);
+    off[7] += 2e-6f;
+    VerificationBundle b2 = VerificationBundle.open(writeBundle(new float[][] {normalized(0), off}));
+    GoldenCheck.Report r2 = GoldenCheck.run(b2, b2.golden(), null);
     assertFalse(r2.passed());
-    assertTrue(r2.failures.get(0).startsWith("image 1: preprocessing differs"));
+    assertTrue(r2.failures.get(0), r2.failures.get(0).startsWith("face_001.png: preprocessing differs"));
+  }
+
+  private static void assertGoldenRefused(File dir, String fragment) throws Exception {
+    VerificationBundle b = VerificationBundle.open(dir);
+    try {
+      b.golden();
+      fail("accepted golden vectors in " + dir);
+    } catch (IOException | IllegalArgumentException e) {
+      assertTrue(e.getMessage(), e.getMessage().contains(fragment));
+    }
   }
 
   @Test
-  public void int8GoldenInputsAreComparedByteForByte() throws Exception {
-    String quant = "{\"scale\": 0.0078125, \"zero_point\": -1}";
-    float[] x = normalized(48);
-    byte[] q = new byte[48];
-    for (int i = 0; i < 48; i++) {
-      q[i] = (byte) Math.max(-128, Math.min(127, Math.rint(x[i] / 0.0078125f) - 1));
-    }
-    assertTrue(GoldenCheck.run(VerificationBundle.open(writeBundle("int8", quant, null, q)), null).passed());
-    q[7] += 1;
-    GoldenCheck.Report r = GoldenCheck.run(VerificationBundle.open(writeBundle("int8", quant, null, q)), null);
-    assertEquals(1, r.inputMismatches);
+  public void goldenFilesAreCheckedAgainstTheIndex() throws Exception {
+    float[][] inputs = {normalized(0), normalized(1)};
+    File edited = writeBundle(inputs);
+    File f = new File(edited, "golden/face_001.embedding.f32");
+    byte[] e = FileIo.readAll(f);
+    e[0] ^= 1;
+    FileIo.writeAtomic(f, e);
+    assertGoldenRefused(edited, "face_001.embedding.f32: SHA-256");
+
+    File otherModel = writeBundle(inputs);
+    File index = new File(otherModel, "golden/golden.json");
+    String text = new String(FileIo.readAll(index), StandardCharsets.UTF_8);
+    String zeros = "0000000000000000000000000000000000000000000000000000000000000000";
+    FileIo.writeAtomic(index, text.replace("\"model_sha256\": \"" + sha(), "\"model_sha256\": \"" + zeros)
+        .getBytes(StandardCharsets.UTF_8));
+    assertGoldenRefused(otherModel, "made for another model");
+
+    File escape = writeBundle(inputs);
+    index = new File(escape, "golden/golden.json");
+    text = new String(FileIo.readAll(index), StandardCharsets.UTF_8);
+    FileIo.writeAtomic(index, text.replace("\"face_000.png\"", "\"../metadata.json\"").getBytes(StandardCharsets.UTF_8));
+    assertGoldenRefused(escape, "plain file name in golden/");
+
+    File missing = writeBundle(inputs);
+    new File(missing, "golden/golden.json").delete();
+    assertGoldenRefused(missing, "the bundle has no golden vectors");
   }
 
   @Test
   public void openRefusesAModelWithAnotherHash() throws Exception {
-    File dir = writeBundle("float32", "null", normalized(48), null);
+    File dir = writeBundle(new float[][] {normalized(0), normalized(1)});
     byte[] changed = MODEL.clone();
     changed[3] ^= 1;
     FileIo.writeAtomic(new File(dir, "model.tflite"), changed);

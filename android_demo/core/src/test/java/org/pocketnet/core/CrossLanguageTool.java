@@ -200,13 +200,16 @@ public final class CrossLanguageTool {
         }
       case "bundle_open":
         {
-          // Opening must succeed, or fail with the message Python expects.
+          // Opening (metadata, model SHA-256) and reading the golden set must succeed, or fail
+          // with the message Python expects.
           Map<String, Object> o = new LinkedHashMap<>();
           try {
             VerificationBundle b = VerificationBundle.open(file(task, "bundle"));
+            GoldenSet golden = b.golden();
             o.put("ok", true);
-            o.put("threshold", b.metadata.threshold);
-            o.put("input_dtype", b.metadata.inputDType.toString());
+            o.put("threshold", b.metadata.hasThreshold() ? b.metadata.threshold : null);
+            o.put("embedding_size", b.metadata.embeddingSize);
+            o.put("cases", golden.cases.size());
           } catch (IOException | IllegalArgumentException e) {
             o.put("ok", false);
             o.put("error", e.getMessage());
@@ -216,53 +219,39 @@ public final class CrossLanguageTool {
         }
       case "golden":
         {
-          // The bundle's golden crops through the Java preprocessing, and the Java scores of the
-          // golden embeddings (all pairs, and a gallery of them searched with each one).
+          // The bundle's golden faces through the Java PNG decoder and preprocessing, and the Java
+          // scores of the golden embeddings (all pairs, and a gallery of them searched with each).
           VerificationBundle b = VerificationBundle.open(file(task, "bundle"));
-          GoldenCheck.Report report = GoldenCheck.run(b, null);
+          GoldenSet golden = b.golden();
+          GoldenCheck.Report report = GoldenCheck.run(b, golden, null);
           BundleMetadata meta = b.metadata;
-          NpyArray images = b.readGolden(meta.golden.images);
-          int n = images.shape[0];
+          int n = golden.cases.size();
           int per = meta.inputHeight * meta.inputWidth * 3;
-          byte[] px = images.toByteArray();
           Preprocessor pre = b.preprocessor();
           float[] floats = new float[n * per];
-          byte[] bytes = new byte[n * per];
+          byte[] faces = new byte[n * per];
           for (int i = 0; i < n; i++) {
-            RgbImage crop =
-                new RgbImage(meta.inputWidth, meta.inputHeight, java.util.Arrays.copyOfRange(px, i * per, (i + 1) * per));
-            ModelInput in = pre.toInput(crop);
-            if (in.floats != null) {
-              System.arraycopy(in.floats, 0, floats, i * per, per);
-            } else {
-              System.arraycopy(in.bytes, 0, bytes, i * per, per);
-            }
+            GoldenSet.Case c = golden.cases.get(i);
+            System.arraycopy(pre.toInput(c.face), 0, floats, i * per, per);
+            System.arraycopy(c.face.rgb, 0, faces, i * per, per);
           }
           int[] shape = {n, meta.inputHeight, meta.inputWidth, 3};
-          writeNpy(
-              task,
-              "inputs",
-              meta.inputDType == BundleMetadata.DType.FLOAT32
-                  ? NpyArray.write(floats, shape)
-                  : NpyArray.write(
-                      meta.inputDType == BundleMetadata.DType.INT8 ? NpyArray.DType.INT8 : NpyArray.DType.UINT8,
-                      bytes,
-                      shape));
-          float[] emb = b.readGolden(meta.golden.embeddings).toFloatArray();
+          writeNpy(task, "inputs", NpyArray.write(floats, shape));
+          writeNpy(task, "faces", NpyArray.write(NpyArray.DType.UINT8, faces, shape));
           int d = meta.embeddingSize;
           double[] cos = new double[n * n];
           Gallery g = new Gallery(meta.modelSha256, d);
           for (int i = 0; i < n; i++) {
-            float[] a = java.util.Arrays.copyOfRange(emb, i * d, (i + 1) * d);
+            float[] a = golden.cases.get(i).embedding;
             g.enrol("id" + i, a);
             for (int j = 0; j < n; j++) {
-              cos[i * n + j] = Embeddings.cosine(a, java.util.Arrays.copyOfRange(emb, j * d, (j + 1) * d));
+              cos[i * n + j] = Embeddings.cosine(a, golden.cases.get(j).embedding);
             }
           }
           writeNpy(task, "cosines", NpyArray.write(cos, n, n));
           List<Object> matches = new ArrayList<>();
           for (int i = 0; i < n; i++) {
-            Gallery.Match m = g.search(java.util.Arrays.copyOfRange(emb, i * d, (i + 1) * d), meta.threshold);
+            Gallery.Match m = g.search(golden.cases.get(i).embedding, meta.threshold);
             Map<String, Object> r = new LinkedHashMap<>();
             r.put("name", m.name);
             r.put("score", m.score);
@@ -272,7 +261,7 @@ public final class CrossLanguageTool {
           Map<String, Object> o = new LinkedHashMap<>();
           o.put("passed", report.passed());
           o.put("images", report.images);
-          o.put("input_mismatches", report.inputMismatches);
+          o.put("input_values_not_bit_exact", report.inputValuesNotBitExact);
           o.put("input_max_abs_diff", report.inputMaxAbsDiff);
           o.put("failures", new ArrayList<Object>(report.failures));
           o.put("matches", matches);
