@@ -80,12 +80,24 @@ class TFLiteRunner:
 def is_fully_delegated(model_path) -> bool | None:
     """Whether LiteRT's CompiledModel runs every op of the graph on its accelerator (XNNPACK on
     CPU); ``None`` if the CompiledModel API cannot load the model."""
+    import os
+    import sys
+
+    # CompiledModel logs every accelerator/plugin it tries (GPU, NPU, OpenVINO) to fd 2.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
+        os.dup2(devnull, 2)
         from ai_edge_litert.compiled_model import CompiledModel
 
         return bool(CompiledModel.from_file(str(model_path)).is_fully_accelerated())
     except Exception:  # noqa: BLE001 - an informational probe
         return None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def time_invocations(model_path, *, num_threads: int = 1, runs: int = 50, warmup: int = 5, seed: int = 0) -> dict:
