@@ -27,14 +27,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def torch_step_benchmark(batch: int, steps: int, warmup: int = 3, num_classes: int = 1000, input_size: int = 112) -> dict:
+def torch_step_benchmark(batch: int, steps: int, warmup: int = 3, num_classes: int = 1000, input_size: int = 112,
+                         threads: int | None = None) -> dict:
     import torch
     import torch.nn.functional as F
 
     sys.path.insert(0, REPO)
     from tests.torch_reference import AugmentCNN
 
-    torch.set_num_threads(os.cpu_count() or 1)  # TF uses every core by default; same here
+    # TF uses every core by default; same here unless told otherwise.
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     backbone = AugmentCNN(channels=16, num_cells=18, embedding_size=128, input_size=input_size)
     kernel = torch.nn.Parameter(torch.normal(0, 0.01, (128, num_classes)))
@@ -85,19 +87,20 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
     args = parser.parse_args()
     if args.only == "keras":
         print(json.dumps(keras_step_benchmark(args.batch, args.steps, args.jit)))
         return
     if args.only == "torch":
-        print(json.dumps(torch_step_benchmark(args.batch, args.steps)))
+        print(json.dumps(torch_step_benchmark(args.batch, args.steps, threads=args.torch_threads)))
         return
     runs = [["--only", "keras", "--batch", "64"], ["--only", "keras", "--batch", "64", "--jit"],
             ["--only", "torch", "--batch", "32"], ["--only", "keras", "--batch", "32"]]
     for run in runs:
         out = subprocess.run([sys.executable, __file__, *run, "--steps", str(args.steps)], capture_output=True,
                              text=True, check=True)
-        print(out.stdout.strip().splitlines()[-1])
+        print(out.stdout.strip().splitlines()[-1], flush=True)
 
 
 if __name__ == "__main__":

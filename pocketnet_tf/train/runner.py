@@ -215,8 +215,11 @@ def train_stage(config: TrainConfig, strategy) -> dict:
                 raise ValueError(f"{ckpt_dir}: a previous run left checkpoints (step {state['global_step']}); "
                                  "pass --resume to continue it or use a new --workdir")
             initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch)
-            logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],
-                         initial_step, initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch)
+            if initial_step >= total_steps:
+                logging.info("resumed from %s at global step %d: training complete", state["weights_path"], initial_step)
+            else:
+                logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],
+                             initial_step, initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch)
         elif config.resume:
             logging.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
 
@@ -235,6 +238,8 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             if "before" not in results:
                 results["before"] = _summaries(verification.evaluate())
                 logging.info("verification before training: %s", _fmt_acc(results["before"]))
+        if chief:
+            write_json_atomic(results_path, results)  # kept by a resumed run ("before", history so far)
 
         callbacks = []
         if schedule is not None:
@@ -249,7 +254,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             callbacks.append(cb.TrainingLogger(config.batch_size, total_steps, config.log_every_steps,
                                                log_dir=run_dir / "tensorboard"))
             callbacks.append(cb.ResumableCheckpoint(ckpt_dir, steps_per_epoch, config.checkpoint_every_steps))
-        history_callback = _LossHistory()
+        history_callback = _LossHistory(results, results_path if chief else None)
         callbacks.append(history_callback)
 
         if initial_step < total_steps:
@@ -261,9 +266,6 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             logging.warning("data: %s", info.corrupt.summary())
 
         if chief:
-            results.setdefault("history", {})
-            for epoch, logs in history_callback.epochs.items():
-                results["history"][str(epoch + 1)] = logs
             if schedule is not None:
                 switches = [s for cbk in callbacks if isinstance(cbk, TeacherScheduleCallback) for s in cbk.switches]
                 results.setdefault("teachers", {})
@@ -290,14 +292,18 @@ def train_stage(config: TrainConfig, strategy) -> dict:
 
 
 class _LossHistory(keras.callbacks.Callback):
-    """Collects each epoch's logged values (kept across the one or two ``fit`` calls)."""
+    """Puts each epoch's logged values into ``results["history"]`` (1-based epoch keys) and, if
+    ``path`` is given, rewrites the results file, so an interrupted run keeps its history."""
 
-    def __init__(self):
+    def __init__(self, results: dict, path=None):
         super().__init__()
-        self.epochs = {}
+        self.results = results
+        self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epochs[epoch] = {k: float(v) for k, v in (logs or {}).items()}
+        self.results.setdefault("history", {})[str(epoch + 1)] = {k: float(v) for k, v in (logs or {}).items()}
+        if self.path is not None:
+            write_json_atomic(self.path, self.results)
 
 
 def _fmt_acc(results: dict) -> str:
