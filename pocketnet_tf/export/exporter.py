@@ -114,13 +114,14 @@ def load_keras_model(path):
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))
-        endpoint = "serve" if hasattr(loaded, "serve") else "serving_default"
-        layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint)
-        fn = getattr(loaded, "serve", None) or loaded.signatures["serving_default"]
-        spec = fn.structured_input_signature
-        specs = list(spec[0]) + list(spec[1].values())
+        if "serving_default" not in loaded.signatures:
+            raise ValueError(f"{path}: the SavedModel has no serving_default signature")
+        endpoint = "serving_default"
+        _, kwargs = loaded.signatures[endpoint].structured_input_signature
+        specs = list(kwargs.values())
         if len(specs) != 1:
-            raise ValueError(f"{path}: expected one image input in endpoint {endpoint!r}, got {len(specs)}")
+            raise ValueError(f"{path}: expected one image input in signature {endpoint!r}, got {len(specs)}")
+        layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint)
         inp = keras.Input(tuple(specs[0].shape[1:]), name="image")
         out = layer(inp)
         if isinstance(out, dict):

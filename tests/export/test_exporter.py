@@ -159,3 +159,17 @@ def test_config_errors_name_the_problem(data, tmp_path):
         ExportConfig(model=str(tmp_path / "nope.keras"), mode="fp32", out=str(tmp_path))
     with pytest.raises(ValueError, match="held-out images"):
         ExportConfig(model=str(data["keras"]), mode="fp32", out=str(tmp_path))
+
+
+def test_saved_model_input_converts_without_rewrite(data, tmp_path):
+    saved = tmp_path / "plain_sm"
+    data["model"].export(str(saved), format="tf_saved_model", verbose=False)
+    out = tmp_path / "sm_bundle"
+    report = run_export(ExportConfig(model=str(saved), mode="fp32", out=str(out),
+                                     validation_data=str(data["root"]), num_validation=6, golden_count=1))
+    assert report["passed"] and report["export"]["prelu_rewrite"] == "none"
+    assert report["agreement"]["cosine_min"] >= 0.999999
+    bundle.verify_bundle(out)
+    with pytest.raises(ValueError, match="need a .keras model"):
+        run_export(ExportConfig(model=str(saved), mode="fp32", out=str(out), raw_input=True,
+                                validation_data=str(data["root"])))
