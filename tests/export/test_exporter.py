@@ -173,3 +173,22 @@ def test_saved_model_input_converts_without_rewrite(data, tmp_path):
     with pytest.raises(ValueError, match="need a .keras model"):
         run_export(ExportConfig(model=str(saved), mode="fp32", out=str(out), raw_input=True,
                                 validation_data=str(data["root"])))
+
+
+def test_dynamic_batch_and_l2_output(data, tmp_path):
+    out = tmp_path / "dyn"
+    report = run_export(ExportConfig(model=str(data["keras"]), mode="fp16", out=str(out), dynamic_batch=True,
+                                     l2_normalize=True, validation_data=str(data["root"]), num_validation=6,
+                                     golden_count=2))
+    assert report["passed"] and report["export"]["batch_size"] is None
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["input"]["shape"][0] == -1 and meta["input"]["batch"] == "dynamic"
+    assert meta["output"]["l2_normalized"] is True
+    from pocketnet_tf.export.runtime import TFLiteRunner
+
+    pixels = support.pixels(3, seed=7)
+    got = TFLiteRunner(out / "model.tflite").run(preprocess.normalize(pixels))  # one call, batch of 3
+    ref = np.asarray(data["model"](preprocess.normalize(pixels)))
+    np.testing.assert_allclose(got, ref / np.linalg.norm(ref, axis=1, keepdims=True), rtol=0, atol=2e-3)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-3)
+    bundle.verify_bundle(out)
