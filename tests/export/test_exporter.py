@@ -192,3 +192,12 @@ def test_dynamic_batch_and_l2_output(data, tmp_path):
     np.testing.assert_allclose(got, ref / np.linalg.norm(ref, axis=1, keepdims=True), rtol=0, atol=2e-3)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-3)
     bundle.verify_bundle(out)
+
+
+def test_corrupt_keras_file_is_named(data, tmp_path):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"not a zip archive")
+    with pytest.raises(ValueError, match="broken.keras: cannot load Keras model"):
+        run_export(ExportConfig(model=str(bad), mode="fp32", out=str(tmp_path / "o"),
+                                validation_data=str(data["root"])))
+    assert not (tmp_path / "o").exists()
