@@ -12,6 +12,8 @@ than fp32 (measured in ``tflite/README.md``). Two exact identities remove PRELU 
   where ``|x| = leaky_relu(x, -1)`` (LEAKY_RELU is an int8 XNNPACK op; ABS, MAXIMUM, MINIMUM and a
   stand-alone RELU are not) and the per-channel products are 1x1 depthwise convolutions (an int8
   per-channel MUL is slower than the fp32 one in XNNPACK). Used for every PReLU that is not folded.
+- A PReLU whose only consumer is a plain Conv2D (possibly through a ZeroPadding2D) is folded the
+  same way: it emits ``concat([x, |x|])`` and the conv's kernel is scaled and stacked.
 - For PocketNet's primitives, where PReLU is followed by linear ops (depthwise k x k then
   pointwise in ``DWConv``; depthwise 1x1 then pointwise in ``StdConv`` and ``FactorizedReduce``),
   ``L(prelu(x)) = L_A(x) + L_B(|x|)``: the op reads ``concat([x, |x|])`` and its kernels absorb A
@@ -120,6 +122,49 @@ def _folded_classes():
     return {DWConv: FoldedDWConv, StdConv: FoldedStdConv, FactorizedReduce: FoldedFactorizedReduce}
 
 
+class _PReLUWithAbs(keras.layers.PReLU):
+    """Emits ``concat([x, |x|])``; the following convolution absorbs the slopes."""
+
+    def call(self, inputs):
+        return _with_abs(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2 * input_shape[-1])
+
+
+class _FoldedConv2D(keras.layers.Conv2D):
+    """A Conv2D reading ``concat([x, |x|])`` of its PReLU's input: ``conv(prelu(x)) =
+    conv_A(x) + conv_B(|x|)`` with the kernel's input channels scaled by A and B and stacked.
+    Zero padding stays exact (``prelu(0) = 0 = A*0 + B*|0|``)."""
+
+    def call(self, inputs):
+        a, b = _halves(self._folded_prelu.alpha)
+        k = self.kernel
+        kernel = ops.concatenate(
+            [k * ops.reshape(a, (1, 1, -1, 1)), k * ops.reshape(b, (1, 1, -1, 1))], axis=2
+        )
+        y = ops.conv(inputs, kernel, self.strides, self.padding, self.data_format, self.dilation_rate)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y) if self.activation is not None else y
+
+
+def _single_consumer(layer):
+    nodes = getattr(layer, "_outbound_nodes", [])
+    return nodes[0].operation if len(nodes) == 1 else None
+
+
+def _conv_after(prelu):
+    """The plain Conv2D fed only by ``prelu`` (directly or through one ZeroPadding2D), or None."""
+    consumer = _single_consumer(prelu)
+    if type(consumer) is keras.layers.ZeroPadding2D:
+        consumer = _single_consumer(consumer)
+    if (type(consumer) is keras.layers.Conv2D and consumer.groups == 1 and consumer.data_format == "channels_last"
+            and _per_channel_alpha(prelu) and len(getattr(consumer, "_inbound_nodes", [])) == 1):
+        return consumer
+    return None
+
+
 def _all_layers(model):
     return list(model._flatten_layers(include_self=False, recursive=True))
 
@@ -161,6 +206,17 @@ def rewrite_prelus(model, how: str) -> dict:
                 layer.__class__ = target
                 folded_inner.add(id(layer.prelu))
                 counts["folded"] += 1
+    if how == "fold":
+        for layer in layers:
+            if type(layer) is keras.layers.PReLU and id(layer) not in folded_inner:
+                conv = _conv_after(layer)
+                if conv is not None:
+                    layer.__class__ = _PReLUWithAbs
+                    conv.__class__ = _FoldedConv2D
+                    object.__setattr__(conv, "_folded_prelu", layer)  # no Keras tracking: export only
+                    object.__setattr__(conv, "input_spec", None)  # it now reads 2C channels
+                    folded_inner.add(id(layer))
+                    counts["folded"] += 1
     for layer in layers:
         if type(layer) is keras.layers.PReLU and id(layer) not in folded_inner:
             if how == "none":

@@ -38,13 +38,20 @@ def test_prelu_rewrite_equals_original_in_fp32(builder, how):
     np.testing.assert_array_equal(np.asarray(model(x, training=False)), ref)
 
 
-def test_fold_covers_every_pocketnet_primitive_and_decomposes_the_head():
+def export_layer(model, info, name):
+    return next(layer for layer in info["export_model"]._flatten_layers() if layer.name == name)
+
+
+def test_fold_covers_every_pocketnet_primitive_and_the_head_conv():
     model = support.tiny_pocketnet()
-    _, info = rewrite.build_export_model(model, prelu="fold")
-    # 3 cells: 2 preprocessing + 4 x 2 edges per cell minus skip/pool edges; every PReLU that sits
-    # inside a DWConv/StdConv/FactorizedReduce is folded, only the two head PReLUs remain.
-    assert info["prelu_counts"]["decomposed"] == 2
-    assert info["prelu_counts"]["folded"] + 2 == rewrite.count_prelus(model)
+    export, info = rewrite.build_export_model(model, prelu="fold")
+    info = dict(info, export_model=export)
+    # Every PReLU inside a DWConv/StdConv/FactorizedReduce is folded, and so is the head's first
+    # PReLU (its consumer is the 1x1 tail conv); only the one before the global depthwise conv is
+    # decomposed.
+    assert info["prelu_counts"]["decomposed"] == 1
+    assert info["prelu_counts"]["folded"] + 1 == rewrite.count_prelus(model)
+    assert type(export_layer(model, info, "tail_1_conv")).__name__ == "_FoldedConv2D"
     _, info = rewrite.build_export_model(model, prelu="decompose")
     assert info["prelu_counts"] == {"folded": 0, "decomposed": rewrite.count_prelus(model), "kept": 0}
 
