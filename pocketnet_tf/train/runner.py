@@ -270,7 +270,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
                 switches = [s for cbk in callbacks if isinstance(cbk, TeacherScheduleCallback) for s in cbk.switches]
                 results.setdefault("teachers", {})
                 for epoch, path, how in switches:
-                    results["teachers"][str(epoch + 1)] = {"path": path, "switch": how}
+                    results["teachers"].setdefault(str(epoch + 1), {}).update(path=path, switch=how)
             if verification is not None:
                 results["after"] = _summaries(verification.evaluate())
                 results["best"] = {name: {"accuracy": acc, "step": step} for name, (acc, step) in verification.best.items()}
@@ -302,6 +302,9 @@ class _LossHistory(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.results.setdefault("history", {})[str(epoch + 1)] = {k: float(v) for k, v in (logs or {}).items()}
+        teacher = getattr(self.model, "teacher", None)
+        if teacher is not None and teacher.path is not None:
+            self.results.setdefault("teachers", {}).setdefault(str(epoch + 1), {})["path"] = str(teacher.path)
         if self.path is not None:
             write_json_atomic(self.path, self.results)
 
