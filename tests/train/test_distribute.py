@@ -24,7 +24,7 @@ from pocketnet_tf.layers.margin import ArcMarginHead
 from pocketnet_tf.train.distiller import DistillationModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.schedules import EpochStepDecay
-from pocketnet_tf.train.teachers import export_savedmodel
+from pocketnet_tf.train.teachers import SavedModelTeacher, export_savedmodel
 from tests.helpers import randomize_batchnorm_statistics
 from tests.train.common import tiny_backbone
 
@@ -85,6 +85,10 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=2e-6, err_msg=a.path)
     for key in ("loss", "ce_loss", "kd_loss"):
         np.testing.assert_allclose(mirrored_hist[key], single_hist[key], rtol=1e-4)
+    # A backbone trained under the strategy exports as a teacher SavedModel like any other.
+    exported = SavedModelTeacher(export_savedmodel(mirrored.backbone, tmp_path / "exported"))
+    np.testing.assert_allclose(np.asarray(exported(x)), np.asarray(single.backbone(x, training=False)),
+                               rtol=1e-4, atol=1e-5)
 
 
 def _free_ports(n):
