@@ -71,6 +71,7 @@ class DWConv(keras.layers.Layer):
         shape = tuple(input_shape)
         self.prelu.build(shape)
         if self.pad is not None:
+            self.pad.build(shape)
             shape = self.pad.compute_output_shape(shape)
         self.depthwise.build(shape)
         shape = self.depthwise.compute_output_shape(shape)
@@ -164,6 +165,8 @@ class FactorizedReduce(keras.layers.Layer):
         half = self.depthwise_a.compute_output_shape(shape)
         self.pointwise_a.build(half)
         self.pointwise_b.build(half)
+        branch = half[:-1] + (self.filters // 2,)
+        self.concat.build([branch, branch])
         self.bn.build(half[:-1] + (self.filters,))
 
     def call(self, inputs, training=None):
