@@ -58,6 +58,9 @@ def test_paper_search_network_is_size_exact():
 
 def test_alphas_are_separate_from_the_weights_and_seeded():
     net = tiny_network()
+    # Built in the constructor, every sub-layer included (Keras' symbolic build under a
+    # distribution strategy would otherwise call the network with the (x, y) pairs of the search).
+    assert [l.name for l in net._flatten_layers() if not l.built] == []
     alpha_ids = {id(a) for a in net.alphas}
     weight_ids = {id(w) for w in net.network_weights}
     assert len(alpha_ids) == 2 and not alpha_ids & weight_ids
