@@ -20,7 +20,8 @@ from pocketnet_tf.eval.verification import VerificationSet, evaluate_set, load_v
 __all__ = ["VerificationCallback"]
 
 
-def _write_scalars(writer, scalars: dict, step: int) -> None:
+def write_scalars(writer, scalars: dict, step: int) -> None:
+    """Writes TensorBoard scalar events (also used by the training callbacks)."""
     # tf.summary.scalar needs the tensorboard package, which tensorflow-cpu does not install;
     # tf.summary.write with the scalars plugin's metadata writes the same event records.
     import tensorflow as tf
@@ -151,7 +152,7 @@ class VerificationCallback(keras.callbacks.Callback):
         if self.log_dir is not None:
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(self.log_dir)
-            _write_scalars(self._writer, {
+            write_scalars(self._writer, {
                 f"verification/{name}/{key}": self.latest[f"{name}_{key}"]
                 for name in results for key in ("accuracy", "accuracy_std", "xnorm", "best_accuracy")
             }, step)

@@ -18,6 +18,7 @@ from absl import logging
 
 from pocketnet_tf.io_utils import atomic_path, write_json_atomic
 from pocketnet_tf.train import teachers as teachers_lib
+from pocketnet_tf.eval.callbacks import write_scalars
 
 STATE_FILE = "state.json"
 
@@ -221,25 +222,6 @@ class TrainingLogger(keras.callbacks.Callback):
     def _write(self, scalars, step):
         if self._writer is not None:
             write_scalars(self._writer, scalars, step)
-
-
-def write_scalars(writer, scalars: dict, step: int) -> None:
-    """Writes TensorBoard scalar summaries with core TensorFlow only.
-
-    ``tf.summary.scalar`` lives in the ``tensorboard`` package, which ``tensorflow-cpu`` does not
-    pull in; ``tf.summary.write`` with the scalars plugin's metadata produces the same event
-    records, readable by TensorBoard (and by ``tf.compat.v1.train.summary_iterator``).
-    """
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = "scalars"
-    blob = metadata.SerializeToString()
-    with writer.as_default():
-        for tag, value in scalars.items():
-            tf.summary.write(tag, tf.constant(float(value), tf.float32), step=int(step), metadata=blob)
-    writer.flush()
 
 
 class StopAfterEpoch(keras.callbacks.Callback):
