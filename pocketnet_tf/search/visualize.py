@@ -173,14 +173,16 @@ def draw_alpha_history(history: Sequence[Sequence[np.ndarray]], png, title: str)
     cols = min(edges, 5)
     rows = -(-edges // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.6, 2.1 * rows + 0.8), squeeze=False)
-    vmax = float(data.max())
+    # Scale to the observed range: early in a search all weights sit near 1/8 and a [0, 1]
+    # scale would show nothing.
+    vmin, vmax = float(data.min()), float(data.max())
     image = None
     for k in range(rows * cols):
         ax = axes[k // cols][k % cols]
         if k >= edges:
             ax.axis("off")
             continue
-        image = ax.imshow(data[:, k, :].T, aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax,
+        image = ax.imshow(data[:, k, :].T, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax,
                           interpolation="nearest", extent=(0.5, epochs + 0.5, prims - 0.5, -0.5))
         i, j = edge_names[k]
         ax.set_title(f"node {i} <- {_state_name(j)}", fontsize=9)
