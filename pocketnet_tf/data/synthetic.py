@@ -540,3 +540,32 @@ def generate(config: SynthConfig) -> dict:
     summary["bytes"] = {name: Path(p).stat().st_size for name, p in summary["files"].items()}
     summary["seconds"] = round(time.perf_counter() - start, 3)
     return summary
+
+
+def ensure_dataset(out, *, identities: int, images_per_identity: int, seed: int, size: int,
+                   val_identities: int, val_pairs: int):
+    """Generates a synthetic dataset into ``out`` unless ``train.rec``/``train.idx`` are there.
+
+    Written into a temporary directory renamed on success, so an interrupted generation never
+    leaves a half-written dataset that a later run would accept. Returns ``out`` as a Path.
+    """
+    from pathlib import Path
+
+    from absl import logging
+
+    from pocketnet_tf.io_utils import atomic_path
+
+    out = Path(out)
+    if (out / "train.rec").exists() and (out / "train.idx").exists():
+        logging.info("synthetic data present in %s", out)
+        return out
+    logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d)", out,
+                 identities, images_per_identity, size, size)
+    with atomic_path(out, suffix="") as tmp:
+        summary = generate(SynthConfig(
+            out=str(tmp), identities=identities, images_per_identity=images_per_identity,
+            seed=seed, size=size, val_identities=val_identities, val_pairs=val_pairs,
+        ))
+    logging.info("synthetic data: %d images of %d identities in %.1fs", summary["num_images"],
+                 summary["num_classes"], summary["seconds"])
+    return out

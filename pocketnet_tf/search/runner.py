@@ -27,7 +27,7 @@ import keras
 from absl import logging
 
 from pocketnet_tf import genotypes as genotypes_lib
-from pocketnet_tf.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from pocketnet_tf.io_utils import write_json_atomic, write_text_atomic
 from pocketnet_tf.search.config import SearchConfig
 
 
@@ -46,20 +46,11 @@ def ensure_synthetic_data(config: SearchConfig) -> Path:
     (into a temporary directory renamed on success, so a killed generation leaves nothing)."""
     from pocketnet_tf.data import synthetic
 
-    out = config.data_location
-    if (out / "train.rec").exists() and (out / "train.idx").exists():
-        logging.info("synthetic data present in %s", out)
-        return out
-    logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d)", out,
-                 config.synth_identities, config.synth_images_per_identity, config.input_size, config.input_size)
-    with atomic_path(out, suffix="") as tmp:
-        summary = synthetic.generate(synthetic.SynthConfig(
-            out=str(tmp), identities=config.synth_identities, images_per_identity=config.synth_images_per_identity,
-            seed=config.synth_seed, size=config.input_size, val_identities=2, val_pairs=0,
-        ))
-    logging.info("synthetic data: %d images of %d identities in %.1fs", summary["num_images"],
-                 summary["num_classes"], summary["seconds"])
-    return out
+    return synthetic.ensure_dataset(
+        config.data_location, identities=config.synth_identities,
+        images_per_identity=config.synth_images_per_identity, seed=config.synth_seed,
+        size=config.input_size, val_identities=2, val_pairs=0,
+    )
 
 
 def build_search_model(config: SearchConfig, num_classes: int, steps_per_epoch: int):

@@ -72,21 +72,11 @@ def ensure_synthetic_data(config: TrainConfig) -> Path:
     """
     from pocketnet_tf.data import synthetic
 
-    out = config.data_location
-    if (out / "train.rec").exists() and (out / "train.idx").exists():
-        logging.info("synthetic data present in %s", out)
-        return out
-    logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d)", out,
-                 config.synth_identities, config.synth_images_per_identity, config.input_size, config.input_size)
-    with atomic_path(out, suffix="") as tmp:
-        summary = synthetic.generate(synthetic.SynthConfig(
-            out=str(tmp), identities=config.synth_identities, images_per_identity=config.synth_images_per_identity,
-            seed=config.synth_seed, size=config.input_size, val_identities=config.synth_val_identities,
-            val_pairs=config.synth_val_pairs,
-        ))
-    logging.info("synthetic data: %d images of %d identities in %.1fs", summary["num_images"],
-                 summary["num_classes"], summary["seconds"])
-    return out
+    return synthetic.ensure_dataset(
+        config.data_location, identities=config.synth_identities,
+        images_per_identity=config.synth_images_per_identity, seed=config.synth_seed,
+        size=config.input_size, val_identities=config.synth_val_identities, val_pairs=config.synth_val_pairs,
+    )
 
 
 def resolve_eval_bins(config: TrainConfig) -> dict:
