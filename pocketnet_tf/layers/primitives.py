@@ -172,7 +172,15 @@ class FactorizedReduce(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = self.prelu(inputs)
         a = self.pointwise_a(self.depthwise_a(x))
-        b = self.pointwise_b(self.depthwise_b(x[:, 1:, 1:, :]))
+        # In training, x[:, 1:, 1:, :] as a plain slice: its gradient is a cheap pad (a strided
+        # slice's gradient, StridedSliceGrad, is a slow generic kernel on CPU). Inference keeps
+        # the strided slice, which XNNPACK takes (a SLICE with size -1 it does not).
+        _, h, w, c = x.shape
+        if training and None not in (h, w, c):
+            shifted = ops.slice(x, (0, 1, 1, 0), (-1, h - 1, w - 1, c))
+        else:
+            shifted = x[:, 1:, 1:, :]
+        b = self.pointwise_b(self.depthwise_b(shifted))
         return self.bn(self.concat([a, b]), training=training)
 
     def compute_output_shape(self, input_shape):
