@@ -1,8 +1,9 @@
 """Training throughput: the Keras train step vs a PyTorch reference step of the original recipe.
 
 Usage:
-  python benchmarks/train_throughput.py                      # the default table, one subprocess each
-  python benchmarks/train_throughput.py --only keras --batch 64 [--jit] [--steps 10]
+  python benchmarks/train_throughput.py [--rounds 2] [--with-jit] [--kd-teachers PocketNetS-128,iresnet100]
+                                     # the table: one subprocess per measurement, rounds interleaved
+  python benchmarks/train_throughput.py --only keras --batch 64 [--jit] [--kd --teacher NAME] [--steps 10]
   python benchmarks/train_throughput.py --only torch --batch 32 [--steps 10]
 
 Keras: ``pocketnet_tf.benchmark.benchmark_train`` (MarginModel + ArcFace + TorchSGD + backbone
@@ -73,12 +74,31 @@ def torch_step_benchmark(batch: int, steps: int, warmup: int = 3, num_classes: i
             "images_per_s": round(steps * batch / seconds, 1)}
 
 
-def keras_step_benchmark(batch: int, steps: int, jit: bool, warmup: int = 3) -> dict:
+def keras_step_benchmark(batch: int, steps: int, jit: bool, warmup: int = 3, teacher: str | None = None) -> dict:
     sys.path.insert(0, REPO)
     from pocketnet_tf.benchmark import benchmark_train
 
-    result = benchmark_train("PocketNetS-128", batch, steps, warmup=warmup, jit=jit)
+    result = benchmark_train("PocketNetS-128", batch, steps, warmup=warmup, jit=jit, kd=teacher is not None,
+                             teacher=teacher)
     return {"framework": "keras", **result}
+
+
+def _run(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1], "args": args}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _label(r: dict) -> str:
+    if "error" in r:
+        return " ".join(r["args"])
+    name = f"{r['framework']} b{r['batch_size']}"
+    if r.get("jit"):
+        name += " XLA"
+    if r.get("kd"):
+        name += f" KD({r['teacher']})"
+    return name
 
 
 def main():
@@ -88,19 +108,49 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--teacher", default=None, help="--only keras: distil from this registry model")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--with-jit", action="store_true", help="table: add one XLA run at batch 64")
+    parser.add_argument("--kd-teachers", default="PocketNetS-128",
+                        help="table: KD runs at batch 64, one per teacher (comma-separated; '' for none)")
     args = parser.parse_args()
     if args.only == "keras":
-        print(json.dumps(keras_step_benchmark(args.batch, args.steps, args.jit)))
+        print(json.dumps(keras_step_benchmark(args.batch, args.steps, args.jit, args.warmup, args.teacher)))
         return
     if args.only == "torch":
-        print(json.dumps(torch_step_benchmark(args.batch, args.steps, threads=args.torch_threads)))
+        print(json.dumps(torch_step_benchmark(args.batch, args.steps, args.warmup, threads=args.torch_threads)))
         return
-    runs = [["--only", "keras", "--batch", "64"], ["--only", "keras", "--batch", "64", "--jit"],
-            ["--only", "torch", "--batch", "32"], ["--only", "keras", "--batch", "32"]]
-    for run in runs:
-        out = subprocess.run([sys.executable, __file__, *run, "--steps", str(args.steps)], capture_output=True,
-                             text=True, check=True)
-        print(out.stdout.strip().splitlines()[-1], flush=True)
+    steps = ["--steps", str(args.steps)]
+    plan = [["--only", "torch", "--batch", "32"], ["--only", "keras", "--batch", "32"],
+            ["--only", "torch", "--batch", "64"], ["--only", "keras", "--batch", "64"]]
+    plan += [["--only", "keras", "--batch", "64", "--teacher", t] for t in filter(None, args.kd_teachers.split(","))]
+    results = {}
+    # Rounds interleave the frameworks so that a change in the machine's speed hits both alike.
+    for r in range(args.rounds):
+        for run in plan:
+            res = _run(run + steps)
+            results.setdefault(_label(res), []).append(res)
+            print(json.dumps({"round": r + 1, **res}), flush=True)
+    if args.with_jit:  # one run: compiling the whole step takes minutes and ~16 GB at batch 64
+        res = _run(["--only", "keras", "--batch", "64", "--jit", "--steps", "3", "--warmup", "2"])
+        results.setdefault(_label(res), []).append(res)
+        print(json.dumps(res), flush=True)
+    print("\n| run | images/s (per round) | best | ms/step (best) |\n|---|---|---|---|")
+    best = {k: max((x.get("images_per_s", 0) for x in v), default=0) for k, v in results.items()}
+    for k, v in results.items():
+        per = ", ".join(str(x.get("images_per_s", x.get("error"))) for x in v)
+        print(f"| {k} | {per} | {best[k]} | {round(1e3 * (v[0].get('batch_size') or 1) / best[k], 1) if best[k] else '-'} |")
+    for b in (32, 64):
+        t, k = best.get(f"torch b{b}"), best.get(f"keras b{b}")
+        if t and k:
+            rounds = [round(kr["images_per_s"] / tr["images_per_s"], 2)
+                      for tr, kr in zip(results[f"torch b{b}"], results[f"keras b{b}"]) if "error" not in kr and "error" not in tr]
+            print(f"keras / torch at batch {b}: best {k / t:.2f}x; per round {rounds}")
+    base = best.get("keras b64")
+    for k, v in best.items():
+        if "KD(" in k and base and v:
+            print(f"{k}: {v} images/s = {base / v:.2f}x the time of ArcFace-only training at batch 64")
 
 
 if __name__ == "__main__":

@@ -143,7 +143,9 @@ def define_benchmark_flags() -> None:
     flags.DEFINE_integer("input_size", 112, "Square input side.", lower_bound=16)
     flags.DEFINE_integer("num_classes", 1000, "Classes of the ArcFace head.", lower_bound=2)
     flags.DEFINE_boolean("jit", False, "Compile the train step with XLA.")
-    flags.DEFINE_boolean("kd", False, "Include a teacher forward (a second copy of the model) and the KD term.")
+    flags.DEFINE_boolean("kd", False, "Include a teacher forward and the KD term (the distillation train_step).")
+    flags.DEFINE_string("teacher", None, "--kd: teacher backbone registry name (default: a copy of --model; the "
+                        "paper's teacher is iresnet100).")
     flags.DEFINE_boolean("json", False, "Print the result as one JSON object.")
 
 
