@@ -2,7 +2,8 @@
 
 Which tool each mode uses (measured in ``tflite/README.md``):
 
-- ``fp32``: ``tf.lite.TFLiteConverter`` (the only converter for Keras 3 on TensorFlow).
+- ``fp32``: ``tf.lite.TFLiteConverter`` (the only converter for Keras 3 on TensorFlow), then
+  :func:`~pocketnet_tf.export.fuse_prelu.fuse_prelus` (every PReLU one PRELU operator).
 - ``fp16``: the converter with float16 weights (dequantised at load; float compute).
 - ``dynamic``: the converter's dynamic-range quantisation (int8 weights, activations quantised
   on the fly), default; or the LiteRT Quantizer's ``dynamic_wi8_afp32`` recipe.
@@ -23,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from pocketnet_tf.export.fuse_prelu import fuse_prelus
 
 __all__ = ["MODES", "BACKENDS", "DEFAULT_BACKEND", "to_tflite"]
 
@@ -135,10 +138,14 @@ def to_tflite(model, mode: str, *, calibration=None, backend: str | None = None)
     if mode in NEEDS_CALIBRATION and (calibration is None or len(calibration) == 0):
         raise ValueError(f"mode {mode} needs calibration images (representative data)")
     if mode == "fp32":
-        return _fp32(model), "converter"
-    if backend == "litert_quantizer":
-        return _convert_with_litert_quantizer(model, mode, calibration), backend
-    return _convert_with_converter(model, mode, calibration), backend
+        data, backend = _fp32(model), "converter"
+    elif backend == "litert_quantizer":
+        data = _convert_with_litert_quantizer(model, mode, calibration)
+    else:
+        data = _convert_with_converter(model, mode, calibration)
+    # PReLUs the converter left as RELU/NEG/MUL/ADD chains (float graphs) become PRELU operators.
+    data, _ = fuse_prelus(data)
+    return data, backend
 
 
 def op_histogram(tflite_bytes: bytes) -> dict[str, int]:

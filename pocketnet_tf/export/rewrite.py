@@ -39,6 +39,12 @@ __all__ = ["PRELU_REWRITES", "build_export_model", "clone_with_weights", "count_
 PRELU_REWRITES = ("none", "decompose", "fold")
 
 
+def _plain_prelu(layer) -> bool:
+    from pocketnet_tf.layers.common import PReLU
+
+    return type(layer) in (keras.layers.PReLU, PReLU)
+
+
 def _per_channel_alpha(layer) -> bool:
     shape = tuple(layer.alpha.shape)
     return all(d == 1 for d in shape[:-1])
@@ -63,7 +69,7 @@ def _halves(alpha):
 class _DecomposedPReLU(keras.layers.PReLU):
     """``A*x + B*|x|``; the per-channel products as 1x1 depthwise convolutions."""
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):  # ``training``: the package's PReLU is called with it
         if not _per_channel_alpha(self) or len(inputs.shape) != 4:
             alpha = self.alpha
             return 0.5 * (1.0 + alpha) * inputs + 0.5 * (1.0 - alpha) * _abs(inputs)
@@ -125,7 +131,7 @@ def _folded_classes():
 class _PReLUWithAbs(keras.layers.PReLU):
     """Emits ``concat([x, |x|])``; the following convolution absorbs the slopes."""
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         return _with_abs(inputs)
 
     def compute_output_shape(self, input_shape):
@@ -208,7 +214,7 @@ def rewrite_prelus(model, how: str) -> dict:
                 counts["folded"] += 1
     if how == "fold":
         for layer in layers:
-            if type(layer) is keras.layers.PReLU and id(layer) not in folded_inner:
+            if _plain_prelu(layer) and id(layer) not in folded_inner:
                 conv = _conv_after(layer)
                 if conv is not None:
                     layer.__class__ = _PReLUWithAbs
@@ -218,7 +224,7 @@ def rewrite_prelus(model, how: str) -> dict:
                     folded_inner.add(id(layer))
                     counts["folded"] += 1
     for layer in layers:
-        if type(layer) is keras.layers.PReLU and id(layer) not in folded_inner:
+        if _plain_prelu(layer) and id(layer) not in folded_inner:
             if how == "none":
                 counts["kept"] += 1
             else:

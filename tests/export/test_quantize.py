@@ -87,3 +87,30 @@ def test_tiny_pocketnet_int8_fold_is_fully_delegated_and_accurate(tmp_path):
     agreement = validate.embedding_agreement(rewrite.reference_outputs(model, held_out),
                                              TFLiteRunner(path).run(normalize(held_out)))
     assert agreement["cosine_min"] >= MIN_COSINE["int8"], agreement
+
+
+@pytest.mark.parametrize("mode", ["fp32", "fp16"])
+def test_every_prelu_of_a_pocketnet_is_one_prelu_operator(mode, tmp_path):
+    """Cell states feed several PReLUs; the converter alone leaves those as RELU/NEG/MUL/ADD chains."""
+    from pocketnet_tf.export.fuse_prelu import fuse_prelus
+
+    model = support.tiny_pocketnet(seed=3)
+    support.randomize(model, seed=4)
+    export, _ = rewrite.build_export_model(model, prelu="none")
+    raw = quantize._fp32(export) if mode == "fp32" else quantize._convert_with_converter(export, mode, None)
+    raw_ops = quantize.op_histogram(raw)
+    assert raw_ops.get("NEG", 0) > 0, raw_ops  # the converter's own output still has unfused chains
+    data, _ = quantize.to_tflite(export, mode)
+    ops = quantize.op_histogram(data)
+    assert ops.get("PRELU") == rewrite.count_prelus(model), ops
+    assert "NEG" not in ops and "RELU" not in ops, ops
+    held_out = support.pixels(8, seed=12)
+    fused = TFLiteRunner(data).run(normalize(held_out))
+    unfused = TFLiteRunner(raw).run(normalize(held_out))
+    np.testing.assert_allclose(fused, unfused, rtol=1e-6, atol=1e-6)
+    agreement = validate.embedding_agreement(rewrite.reference_outputs(model, held_out), fused)
+    assert agreement["cosine_min"] >= MIN_COSINE[mode], agreement
+    assert fuse_prelus(data) == (data, 0)  # nothing left to fuse
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    assert is_fully_delegated(path) is True  # every PRELU (and the rest) runs on XNNPACK
