@@ -8,8 +8,9 @@ before any work starts; ``to_flagfile`` writes the resolved values back in flagf
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
+
+from pocketnet_tf.run_config import RunConfig, as_list
 
 # =============================================================================================
 # Training (``python -m pocketnet_tf.train``)
@@ -21,16 +22,9 @@ HEADS = ("arcface", "cosface")
 SCHEDULE_POLICIES = ("per_epoch", "spread")
 
 
-def _as_list(value) -> tuple:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(value)
-
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything one training run needs (spec §6). See ``--helpfull`` for each field's meaning."""
 
     workdir: str
@@ -95,34 +89,23 @@ class TrainConfig:
 
     # -- construction -----------------------------------------------------------------------------
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+    _name = "train config"
+    _empty_means_none = ("genotype", "data", "teacher", "teacher_manifest")
 
     @classmethod
-    def from_flags(cls, values: dict) -> "TrainConfig":
-        """Builds and checks a config from ``{flag name: value}`` (unknown keys are ignored)."""
-        names = set(cls.field_names())
-        kwargs = {k: v for k, v in values.items() if k in names}
+    def _normalize(cls, kwargs: dict) -> dict:
         for key in ("eval_bins", "teachers"):
             if key in kwargs:
-                kwargs[key] = _as_list(kwargs[key])
+                kwargs[key] = as_list(kwargs[key])
         if "lr_milestones" in kwargs:
-            kwargs["lr_milestones"] = tuple(int(v) for v in _as_list(kwargs["lr_milestones"]))
-        for key in ("genotype", "data", "teacher", "teacher_manifest"):
-            if kwargs.get(key) == "":
-                kwargs[key] = None
-        config = cls(**kwargs)
-        config.check()
-        return config
+            kwargs["lr_milestones"] = tuple(int(v) for v in as_list(kwargs["lr_milestones"]))
+        return kwargs
 
     def check(self) -> None:
         """Cross-field checks; raises ``ValueError``/``FileNotFoundError`` naming the problem."""
         from pocketnet_tf.models import registry
 
-        def fail(msg):
-            raise ValueError(f"train config: {msg}")
-
+        fail = self.fail
         if not self.workdir:
             fail("--workdir is required")
         preset = registry.get_preset(self.model)  # unknown model -> ValueError listing the names
@@ -139,26 +122,17 @@ class TrainConfig:
                 raise
             except ValueError as err:
                 fail(f"--genotype={self.genotype}: {err}")
-        if self.head not in HEADS:
-            fail(f"--head must be one of {HEADS}, received {self.head!r}")
-        if self.kd not in KD_MODES:
-            fail(f"--kd must be one of {KD_MODES}, received {self.kd!r}")
-        if self.strategy not in STRATEGIES:
-            fail(f"--strategy must be one of {STRATEGIES}, received {self.strategy!r}")
-        if self.teacher_schedule_policy not in SCHEDULE_POLICIES:
-            fail(f"--teacher_schedule_policy must be one of {SCHEDULE_POLICIES}, received {self.teacher_schedule_policy!r}")
-        for key, low in (("epochs", 1), ("batch_size", 1), ("input_size", 16), ("lr_reference_batch", 1),
-                         ("synth_identities", 2), ("synth_images_per_identity", 1), ("eval_batch_size", 1)):
-            if getattr(self, key) < low:
-                fail(f"--{key} must be >= {low}, received {getattr(self, key)}")
-        for key in ("steps_per_epoch", "checkpoint_every_steps", "eval_every_steps", "log_every_steps",
-                    "weight_decay", "clip_norm", "kd_weight", "base_lr", "teacher_epochs"):
-            if getattr(self, key) < 0:
-                fail(f"--{key} must be >= 0, received {getattr(self, key)}")
+        self.check_ranges(
+            choices=(("head", HEADS), ("kd", KD_MODES), ("strategy", STRATEGIES),
+                     ("teacher_schedule_policy", SCHEDULE_POLICIES)),
+            at_least=(("epochs", 1), ("batch_size", 1), ("input_size", 16), ("lr_reference_batch", 1),
+                      ("synth_identities", 2), ("synth_images_per_identity", 1), ("eval_batch_size", 1)),
+            non_negative=("steps_per_epoch", "checkpoint_every_steps", "eval_every_steps", "log_every_steps",
+                          "weight_decay", "clip_norm", "kd_weight", "base_lr", "teacher_epochs"),
+            unit_interval=("momentum",),
+        )
         if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
             fail(f"--lr_milestones must be increasing epochs >= 1, received {list(self.lr_milestones)}")
-        if not 0 <= self.momentum < 1:
-            fail(f"--momentum must be in [0, 1), received {self.momentum}")
         if self.data is None and not self.synthesize_data:
             fail("--data is required (a train.rec directory, folder tree or .tfrecord), or --synthesize_data")
 
@@ -197,19 +171,9 @@ class TrainConfig:
                     raise FileNotFoundError(f"train config: teacher SavedModel {p} not found")
             if self.teacher_manifest and not Path(self.teacher_manifest).is_file():
                 raise FileNotFoundError(f"train config: teacher manifest {self.teacher_manifest} not found")
-        if self.data is not None and not self.synthesize_data and not Path(self.data).exists():
-            raise FileNotFoundError(f"train config: dataset {self.data} not found")
+        self.check_data()
 
     # -- derived values -----------------------------------------------------------------------------
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.workdir)
-
-    @property
-    def data_location(self) -> Path:
-        """``--data``, or ``<workdir>/data`` for synthesized data without ``--data``."""
-        return Path(self.data) if self.data else self.run_dir / "data"
 
     def model_overrides(self) -> dict:
         out = {}
@@ -256,29 +220,3 @@ class TrainConfig:
             train_teacher=False,
             teacher_manifest=str(self.run_dir / "teacher" / "teachers" / "manifest.json"),
         )
-
-    # -- output ---------------------------------------------------------------------------------------
-
-    def to_json(self) -> dict:
-        out = dataclasses.asdict(self)
-        for k, v in out.items():
-            if isinstance(v, tuple):
-                out[k] = list(v)
-        return out
-
-    def to_flagfile(self) -> str:
-        """The config as absl flagfile lines (``None`` fields omitted)."""
-        lines = ["# Resolved flags of this run; re-run with --flagfile=<this file>."]
-        for key, value in self.to_json().items():
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                lines.append(f"--{key}" if value else f"--no{key}")
-            elif isinstance(value, list):
-                lines.append(f"--{key}={','.join(str(v) for v in value)}")
-            else:
-                lines.append(f"--{key}={value}")
-        return "\n".join(lines) + "\n"
-
-    def to_json_text(self) -> str:
-        return json.dumps(self.to_json(), indent=2) + "\n"

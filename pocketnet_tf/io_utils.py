@@ -57,3 +57,17 @@ def write_text_atomic(path, text: str) -> None:
 
 def write_json_atomic(path, obj, *, indent: int = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def attach_log_file(path):
+    """Copies absl INFO logging into ``path`` (a run's train.log / search.log); returns the handler
+    so the caller can remove it when the run ends."""
+    import logging as std_logging
+
+    from absl import logging
+
+    handler = std_logging.FileHandler(path)
+    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.get_absl_logger().addHandler(handler)
+    logging.set_verbosity(logging.INFO)
+    return handler

@@ -8,9 +8,7 @@ original's text form), pictures, per-epoch history and checkpoints; see docs/sea
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,23 +21,17 @@ flags.adopt_module_key_flags(search_flags)
 flags.mark_flag_as_required("workdir")
 
 
+SUMMARY_KEYS = ("genotype_text", "genotype_json", "selected_epoch", "val_accuracy", "pictures", "seconds")
+
+
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}; all options are --flags")
     from pocketnet_tf.genotypes import GenotypeError
+    from pocketnet_tf.run_config import run_command
     from pocketnet_tf.search import runner
     from pocketnet_tf.search.config import SearchConfig
 
-    try:
-        config = SearchConfig.from_flags(search_flags.search_flag_values())
-        results = runner.run(config)
-    except (ValueError, FileNotFoundError, GenotypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    summary = {k: results[k] for k in ("genotype_text", "genotype_json", "selected_epoch", "val_accuracy",
-                                       "pictures", "seconds")}
-    print(json.dumps(summary, indent=2))
-    return 0
+    return run_command(argv, lambda: SearchConfig.from_flags(search_flags.search_flag_values()), runner.run,
+                       (GenotypeError,), lambda results: {k: results[k] for k in SUMMARY_KEYS})
 
 
 if __name__ == "__main__":

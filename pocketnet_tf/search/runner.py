@@ -19,7 +19,6 @@ the weights; the second half, un-augmented, trains alpha and gives the per-epoch
 
 from __future__ import annotations
 
-import logging as std_logging
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import keras
 from absl import logging
 
 from pocketnet_tf import genotypes as genotypes_lib
-from pocketnet_tf.io_utils import write_json_atomic, write_text_atomic
+from pocketnet_tf.io_utils import attach_log_file, write_json_atomic, write_text_atomic
 from pocketnet_tf.search.config import SearchConfig
 
 
@@ -81,14 +80,6 @@ def build_search_model(config: SearchConfig, num_classes: int, steps_per_epoch: 
     return model
 
 
-def _attach_log_file(path: Path):
-    handler = std_logging.FileHandler(path)
-    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.get_absl_logger().addHandler(handler)
-    logging.set_verbosity(logging.INFO)
-    return handler
-
-
 def run(config: SearchConfig) -> dict:
     """Runs (or resumes) a search; returns the results (also written to ``results.json``)."""
     import tensorflow as tf
@@ -108,7 +99,7 @@ def run(config: SearchConfig) -> dict:
                          "pass --resume to continue it or use a new --workdir")
     write_text_atomic(run_dir / "config.json", config.to_json_text())
     write_text_atomic(run_dir / "flags.txt", config.to_flagfile())
-    handler = _attach_log_file(run_dir / "search.log")
+    handler = attach_log_file(run_dir / "search.log")
     try:
         strategy = make_strategy(config.strategy)
         replicas = strategy.num_replicas_in_sync

@@ -8,9 +8,7 @@ configuration, a missing or unusable teacher, or bad data.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,25 +21,22 @@ flags.adopt_module_key_flags(pn_flags)
 flags.mark_flag_as_required("workdir")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}; all options are --flags")
-    from pocketnet_tf.config import TrainConfig
-    from pocketnet_tf.train import runner
-    from pocketnet_tf.train.teachers import TeacherError
-
-    try:
-        config = TrainConfig.from_flags(pn_flags.train_flag_values())
-        results = runner.run(config)
-    except (ValueError, FileNotFoundError, TeacherError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _summary(results: dict) -> dict:
     student = results["student"]
     summary = {k: student.get(k) for k in ("before", "after", "student", "teacher_manifest", "seconds") if k in student}
     if "teacher" in results:
         summary["teacher"] = {k: results["teacher"].get(k) for k in ("after", "teacher_manifest", "seconds")}
-    print(json.dumps(summary, indent=2))
-    return 0
+    return summary
+
+
+def main(argv):
+    from pocketnet_tf.config import TrainConfig
+    from pocketnet_tf.run_config import run_command
+    from pocketnet_tf.train import runner
+    from pocketnet_tf.train.teachers import TeacherError
+
+    return run_command(argv, lambda: TrainConfig.from_flags(pn_flags.train_flag_values()), runner.run,
+                       (TeacherError,), _summary)
 
 
 if __name__ == "__main__":

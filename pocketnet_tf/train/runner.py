@@ -15,7 +15,6 @@ distils from it; otherwise there is one stage. Each stage directory holds::
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from absl import logging
 
 from pocketnet_tf.config import TrainConfig
 from pocketnet_tf.eval.callbacks import VerificationCallback
-from pocketnet_tf.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from pocketnet_tf.io_utils import atomic_path, attach_log_file, write_json_atomic, write_text_atomic
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,14 +53,6 @@ def is_chief(strategy) -> bool:
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def _attach_log_file(path: Path):
-    handler = std_logging.FileHandler(path)
-    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.get_absl_logger().addHandler(handler)
-    logging.set_verbosity(logging.INFO)
-    return handler
 
 
 def ensure_synthetic_data(config: TrainConfig) -> Path:
@@ -164,7 +155,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
     handler = None
     if chief:
         _write_run_files(config)
-        handler = _attach_log_file(run_dir / "train.log")
+        handler = attach_log_file(run_dir / "train.log")
     try:
         logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s)", run_dir, config.model,
                      config.kd, config.epochs, config.batch_size, strategy.num_replicas_in_sync)

@@ -4,16 +4,12 @@ the genotype it writes feeding the derived network; one-line errors."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+from tests.cli_support import run_module, start_module, wait_for_state
 
 # configs/search_quick.flags, shrunk: 6 identities x 12 images (halves of 36 -> 9 steps of 4),
 # 16x16 input, C=2, two nodes per cell, 2 epochs.
@@ -26,32 +22,17 @@ STEPS = 9
 
 
 def run_cli(args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "pocketnet_tf.search", *args], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _wait_for_epoch_checkpoint(proc, state_path, deadline):
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            return None
-        try:
-            state = json.loads(state_path.read_text())
-        except (OSError, ValueError):
-            state = None
-        if state and state["global_step"] == STEPS:
-            return state
-        time.sleep(0.05)
-    return None
+    return run_module("pocketnet_tf.search", args, timeout=timeout)
 
 
 @pytest.mark.slow
 def test_quick_search_sigkill_resume_and_genotype_chain(tmp_path):
     workdir = tmp_path / "run"
     args = [*SMALL_QUICK, f"--workdir={workdir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "pocketnet_tf.search", *args], cwd=REPO, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_module("pocketnet_tf.search", args)
     try:
-        state = _wait_for_epoch_checkpoint(proc, workdir / "checkpoints" / "state.json", time.time() + 900)
+        state = wait_for_state(proc, workdir / "checkpoints" / "state.json", lambda st: st["global_step"] == STEPS,
+                               time.time() + 900)
         assert state is not None, "the run ended before its first epoch checkpoint was seen"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)

@@ -1,0 +1,39 @@
+"""Running the package's commands as a user does (``python -m ...`` in a subprocess) in tests."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def run_module(module: str, args, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m module *args`` from the repository root; output captured as text."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def start_module(module: str, args) -> subprocess.Popen:
+    """The same, started in the background (stdout dropped, stderr piped) for kill/resume tests."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def wait_for_state(proc: subprocess.Popen, state_path: Path, ready, deadline: float):
+    """Polls a run's checkpoint ``state.json`` until ``ready(state)``; None if the process ends or
+    the deadline passes first."""
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return None
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            state = None
+        if state and ready(state):
+            return state
+        time.sleep(0.05)
+    return None
