@@ -173,3 +173,49 @@ def test_training_command_under_mirrored_strategy(tmp_path):
     assert 0.0 <= results["accuracy"] <= 1.0
     state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
     assert state["global_step"] == 4
+
+
+@pytest.mark.slow
+def test_training_command_under_multi_worker_strategy(tmp_path):
+    """``python -m pocketnet_tf.train --strategy=multi_worker`` as a user starts it on two hosts:
+    the same command twice, TF_CONFIG naming each process's task. Only the chief writes the run's
+    files; both processes finish; the global batch (and so the steps per epoch) is that of a
+    single-process run. The losses are not equal to the single run's: BatchNorm statistics are
+    per replica (4 images each here), as in the original's DDP without SyncBN; exact equality of
+    the distributed step itself is shown by test_multi_worker_two_processes_equal_one_device."""
+    from tests.cli_support import ENV, REPO, run_module
+
+    data = tmp_path / "data"
+    common = ["--synthesize_data", f"--data={data}", "--synth_identities=4", "--synth_images_per_identity=8",
+              "--synth_val_identities=4", "--synth_val_pairs=20", "--eval_bins=synth_val", "--input_size=32",
+              "--model=PocketNetS-128", "--channels=2", "--num_cells=3", "--embedding_size=16", "--batch_size=8",
+              "--epochs=1", "--lr_milestones=2", "--verbose=0", "--seed=3"]
+    single = run_module("pocketnet_tf.train", [*common, f"--workdir={tmp_path / 'single'}"], timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ports = _free_ports(2)
+    procs = []
+    for i in range(2):
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                               "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "pocketnet_tf.train", *common, "--strategy=multi_worker",
+             f"--workdir={tmp_path / f'worker{i}'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT))
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=600)
+            outputs.append(out.decode(errors="replace")[-3000:])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n----\n".join(outputs)
+    chief = json.loads((tmp_path / "worker0" / "results.json").read_text())
+    alone = json.loads((tmp_path / "single" / "results.json").read_text())
+    assert (tmp_path / "worker0" / "student.keras").is_file()
+    assert not (tmp_path / "worker1" / "student.keras").exists() and not (tmp_path / "worker1" / "results.json").exists()
+    assert chief["steps_per_epoch"] == alone["steps_per_epoch"]
+    assert np.isfinite(chief["history"]["1"]["loss"]) and chief["history"]["1"]["loss"] > 0
+    assert 0.0 <= chief["after"]["synth_val"]["accuracy"] <= 1.0
+    assert "2 replica(s)" in (tmp_path / "worker0" / "train.log").read_text()
