@@ -101,6 +101,23 @@ def _free_ports(n):
     return ports
 
 
+def _run_processes(commands, timeout):
+    """Starts ``(argv, env, cwd)`` processes together (the workers of one cluster), waits for all
+    and asserts each exited 0, showing the tail of their output otherwise."""
+    procs = [subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for argv, env, cwd in commands]
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=timeout)
+            outputs.append(out.decode(errors="replace")[-3000:])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n----\n".join(outputs)
+
+
 @pytest.mark.slow
 def test_multi_worker_two_processes_equal_one_device(tmp_path):
     teacher = _teacher(tmp_path)
@@ -109,19 +126,8 @@ def test_multi_worker_two_processes_equal_one_device(tmp_path):
     ports = ",".join(str(p) for p in _free_ports(2))
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.train.distributed_worker", str(tmp_path), str(i), ports],
-                              cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for i in range(2)]
-    outputs = []
-    try:
-        for p in procs:
-            out, _ = p.communicate(timeout=420)
-            outputs.append(out.decode(errors="replace")[-3000:])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n----\n".join(outputs)
+    _run_processes([([sys.executable, "-m", "tests.train.distributed_worker", str(tmp_path), str(i), ports], env, repo)
+                    for i in range(2)], timeout=420)
     result = np.load(tmp_path / "result.npz")
     for i, w in enumerate(single.weights):
         np.testing.assert_allclose(result[f"arr_{i}"], np.array(w), rtol=1e-4, atol=2e-6, err_msg=w.path)
@@ -193,24 +199,11 @@ def test_training_command_under_multi_worker_strategy(tmp_path):
     single = run_module("pocketnet_tf.train", [*common, f"--workdir={tmp_path / 'single'}"], timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     ports = _free_ports(2)
-    procs = []
-    for i in range(2):
-        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                               "task": {"type": "worker", "index": i}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "pocketnet_tf.train", *common, "--strategy=multi_worker",
-             f"--workdir={tmp_path / f'worker{i}'}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT))
-    outputs = []
-    try:
-        for p in procs:
-            out, _ = p.communicate(timeout=600)
-            outputs.append(out.decode(errors="replace")[-3000:])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n----\n".join(outputs)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    _run_processes([([sys.executable, "-m", "pocketnet_tf.train", *common, "--strategy=multi_worker",
+                      f"--workdir={tmp_path / f'worker{i}'}"],
+                     {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+                     REPO) for i in range(2)], timeout=600)
     chief = json.loads((tmp_path / "worker0" / "results.json").read_text())
     alone = json.loads((tmp_path / "single" / "results.json").read_text())
     assert (tmp_path / "worker0" / "student.keras").is_file()
