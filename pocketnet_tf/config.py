@@ -133,8 +133,6 @@ class TrainConfig(RunConfig):
         )
         if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
             fail(f"--lr_milestones must be increasing epochs >= 1, received {list(self.lr_milestones)}")
-        if self.data is None and not self.synthesize_data:
-            fail("--data is required (a train.rec directory, folder tree or .tfrecord), or --synthesize_data")
 
         # Distillation: exactly one source of teachers, matching the mode.
         sources = [k for k in ("teacher", "teachers", "teacher_manifest") if getattr(self, k)]

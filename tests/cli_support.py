@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,3 +38,20 @@ def wait_for_state(proc: subprocess.Popen, state_path: Path, ready, deadline: fl
             return state
         time.sleep(0.05)
     return None
+
+
+def kill_at_checkpoint(module: str, args, state_path: Path, ready, timeout: float):
+    """Starts ``python -m module *args``, SIGKILLs it as soon as its checkpoint ``state.json``
+    satisfies ``ready``, and returns ``(state seen, exit code)``; the state is None (and the
+    process killed anyway) if it ended or ``timeout`` passed first."""
+    proc = start_module(module, args)
+    try:
+        state = wait_for_state(proc, state_path, ready, time.time() + timeout)
+        if state is not None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    return state, proc.returncode

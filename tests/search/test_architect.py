@@ -11,16 +11,6 @@ from pocketnet_tf.search.architect import Architect
 from tests.search.common import batch, tiny_network, values
 
 
-@pytest.fixture
-def float64():
-    old = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(old)
-
-
 def _loss_fn():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -2,14 +2,12 @@
 the genotype it writes feeding the derived network; one-line errors."""
 
 import json
-import os
 import signal
-import time
 
 import numpy as np
 import pytest
 
-from tests.cli_support import run_module, start_module, wait_for_state
+from tests.cli_support import kill_at_checkpoint, run_module
 
 # configs/search_quick.flags, shrunk: 6 identities x 12 images (halves of 36 -> 9 steps of 4),
 # 16x16 input, C=2, two nodes per cell, 2 epochs.
@@ -29,17 +27,10 @@ def run_cli(args, timeout=900):
 def test_quick_search_sigkill_resume_and_genotype_chain(tmp_path):
     workdir = tmp_path / "run"
     args = [*SMALL_QUICK, f"--workdir={workdir}"]
-    proc = start_module("pocketnet_tf.search", args)
-    try:
-        state = wait_for_state(proc, workdir / "checkpoints" / "state.json", lambda st: st["global_step"] == STEPS,
-                               time.time() + 900)
-        assert state is not None, "the run ended before its first epoch checkpoint was seen"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    state, returncode = kill_at_checkpoint("pocketnet_tf.search", args, workdir / "checkpoints" / "state.json",
+                                           lambda st: st["global_step"] == STEPS, 900)
+    assert state is not None, "the run ended before its first epoch checkpoint was seen"
+    assert returncode == -signal.SIGKILL
     first = json.loads((workdir / "history.json").read_text())["epochs"]
     assert [e["epoch"] for e in first] == [1]
     assert not (workdir / "genotype.json").exists()

@@ -10,7 +10,6 @@ Everything runs in float64: the finite-difference Hessian term divides float32 r
 sums taken in another order by 2 eps and would blur the comparison.
 """
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,14 +20,7 @@ STEPS = 2
 HALF = 3  # examples per replica
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _dataset():

@@ -1,14 +1,12 @@
 """``python -m pocketnet_tf.train`` end to end: the quickstart (reduced), SIGKILL + --resume, errors."""
 
 import json
-import os
 import signal
-import time
 
 import numpy as np
 import pytest
 
-from tests.cli_support import run_module, start_module, wait_for_state
+from tests.cli_support import kill_at_checkpoint, run_module
 
 # The quickstart flagfile, shrunk for CI: fewer identities and epochs, narrower nets.
 SMALL_QUICKSTART = [
@@ -72,17 +70,10 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
         "--batch_size=4", "--epochs=2", "--lr_milestones=2", "--base_lr=0.01", "--checkpoint_every_steps=5",
         "--verbose=0", f"--workdir={workdir}",
     ]
-    proc = start_module("pocketnet_tf.train", args)
-    try:
-        state = wait_for_state(proc, workdir / "checkpoints" / "state.json",
-                               lambda st: st["global_step"] > 0 and st["step_in_epoch"] > 0, time.time() + 600)
-        assert state is not None, "no mid-epoch checkpoint before the run ended"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    state, returncode = kill_at_checkpoint("pocketnet_tf.train", args, workdir / "checkpoints" / "state.json",
+                                           lambda st: st["global_step"] > 0 and st["step_in_epoch"] > 0, 600)
+    assert state is not None, "no mid-epoch checkpoint before the run ended"
+    assert returncode == -signal.SIGKILL
     killed_at = json.loads((workdir / "checkpoints" / "state.json").read_text())
     assert killed_at["global_step"] < 2 * 60
 
