@@ -28,7 +28,9 @@ from pocketnet_tf import flags as pn_flags  # noqa: E402
 
 pn_flags.define_benchmark_flags()
 FLAGS = flags.FLAGS
-USAGE = ("usage: python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] "
+KD_USAGE = ("usage: python -m pocketnet_tf.benchmark kd --flagfile=TRAIN_FLAGFILE --seeds=N --out=DIR "
+            "[--arms=none,single,multistep] [--json]")
+USAGE = ("usage: python -m pocketnet_tf.benchmark kd ... | train --model=NAME --batch-size=B --steps=N [--jit] "
          "[--kd [--teacher=NAME]] [--json]")
 
 
@@ -85,8 +87,39 @@ def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int
     }
 
 
+def benchmark_kd() -> int:
+    """``benchmark kd``: the seeded KD ablation of :mod:`pocketnet_tf.train.ablation`."""
+    from pocketnet_tf.train import ablation
+
+    if not FLAGS.kd_flagfile or not FLAGS.out:
+        raise app.UsageError(KD_USAGE)
+    log = (lambda msg: print(msg, file=sys.stderr)) if FLAGS.json else print
+    try:
+        report = ablation.run_ablation(FLAGS.kd_flagfile, FLAGS.out, seeds=FLAGS.seeds, arms=FLAGS.arms,
+                                       bin_name=FLAGS.verification_set, log=log)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if FLAGS.json:
+        print(json.dumps({"modes": report["modes"], "paired": report["paired"],
+                          "verification_set": report["verification_set"], "seeds": report["seeds"]}))
+    else:
+        print(ablation.format_markdown(report))
+    return 0
+
+
+def kd_argv(argv: list) -> list:
+    """``benchmark kd --flagfile=F``: F is a *training* flagfile, not this command's, so it is handed
+    over as ``--kd_flagfile`` instead of being spliced in by absl."""
+    if len(argv) < 2 or argv[1] != "kd":
+        return argv
+    return [a.replace("--flagfile=", "--kd_flagfile=", 1) if a.startswith("--flagfile=") else a for a in argv]
+
+
 def main(argv):
     args = argv[1:]
+    if args == ["kd"]:
+        return benchmark_kd()
     if args != ["train"]:
         raise app.UsageError(USAGE)
     try:
@@ -105,4 +138,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, argv=pn_flags.normalize_dashes(sys.argv, set(FLAGS)))
+    app.run(main, argv=pn_flags.normalize_dashes(kd_argv(sys.argv), set(FLAGS)))

@@ -17,6 +17,7 @@ from pocketnet_tf.run_config import RunConfig, as_list
 # =============================================================================================
 
 KD_MODES = ("none", "single", "multistep")
+KD_LOSSES = ("mse", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 HEADS = ("arcface", "cosface")
 SCHEDULE_POLICIES = ("per_epoch", "spread")
@@ -53,6 +54,7 @@ class TrainConfig(RunConfig):
     # optimisation
     epochs: int = 26
     batch_size: int = 512
+    recipe_replica_batch: int = 0
     steps_per_epoch: int = 0
     base_lr: float = 0.1
     lr_reference_batch: int = 512
@@ -64,6 +66,7 @@ class TrainConfig(RunConfig):
     # distillation
     kd: str = "none"
     kd_weight: float = 100.0
+    kd_loss: str = "mse"
     teacher: str | None = None
     teachers: tuple = ()
     teacher_manifest: str | None = None
@@ -123,12 +126,13 @@ class TrainConfig(RunConfig):
             except ValueError as err:
                 fail(f"--genotype={self.genotype}: {err}")
         self.check_ranges(
-            choices=(("head", HEADS), ("kd", KD_MODES), ("strategy", STRATEGIES),
+            choices=(("head", HEADS), ("kd", KD_MODES), ("kd_loss", KD_LOSSES), ("strategy", STRATEGIES),
                      ("teacher_schedule_policy", SCHEDULE_POLICIES)),
             at_least=(("epochs", 1), ("batch_size", 1), ("input_size", 16), ("lr_reference_batch", 1),
                       ("synth_identities", 2), ("synth_images_per_identity", 1), ("eval_batch_size", 1)),
             non_negative=("steps_per_epoch", "checkpoint_every_steps", "eval_every_steps", "log_every_steps",
-                          "weight_decay", "clip_norm", "kd_weight", "base_lr", "teacher_epochs"),
+                          "weight_decay", "clip_norm", "kd_weight", "base_lr", "teacher_epochs",
+                          "recipe_replica_batch"),
             unit_interval=("momentum",),
         )
         if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):

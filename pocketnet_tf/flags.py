@@ -17,7 +17,7 @@ from absl import flags
 def define_train_flags(flag_values=flags.FLAGS) -> None:
     """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``) in
     ``flag_values`` (the global ``FLAGS`` by default; tests pass a fresh ``FlagValues``)."""
-    from pocketnet_tf.config import HEADS, KD_MODES, SCHEDULE_POLICIES, STRATEGIES
+    from pocketnet_tf.config import HEADS, KD_LOSSES, KD_MODES, SCHEDULE_POLICIES, STRATEGIES
 
     d = _Definer(flag_values)
     # run
@@ -68,6 +68,9 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
     # optimisation
     d.DEFINE_integer("epochs", 26, "Training epochs (26 on MS1MV2, 34 on CASIA-WebFace).", lower_bound=1)
     d.DEFINE_integer("batch_size", 512, "Global batch size (the original: 4 GPUs x 128).", lower_bound=1)
+    d.DEFINE_integer("recipe_replica_batch", 0, "Per-replica batch the recipe was tuned for (MS1MV2 flagfiles: "
+                     "128, the original's 4 GPUs x 128); a run whose --batch_size / replicas differs logs a warning "
+                     "(BatchNorm sees another batch). 0: no assumption.", lower_bound=0)
     d.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch (0: images // batch_size).", lower_bound=0)
     d.DEFINE_float("base_lr", 0.1, "Learning rate at --lr_reference_batch; the LR used is base_lr * batch_size / "
                    "lr_reference_batch.", lower_bound=0.0)
@@ -84,6 +87,8 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
     d.DEFINE_enum("kd", "none", list(KD_MODES), "Distillation: none (ArcFace only), single (one teacher), multistep "
                   "(a teacher checkpoint per epoch).")
     d.DEFINE_float("kd_weight", 100.0, "w in loss = CE + w * MSE(l2n(student), l2n(teacher)).", lower_bound=0.0)
+    d.DEFINE_enum("kd_loss", "mse", list(KD_LOSSES), "KD term: mse (the original: MSE of the L2-normalised "
+                  "embeddings, mean over batch x dims) or cosine (mean 1 - cos(student, teacher)).")
     d.DEFINE_string("teacher", None, "--kd=single: teacher SavedModel directory.")
     d.DEFINE_list("teachers", [], "--kd=multistep: teacher SavedModels, earliest first (student epoch e uses the "
                   "(e+1)-th with --teacher_schedule_policy=per_epoch).")
@@ -147,6 +152,15 @@ def define_benchmark_flags() -> None:
     flags.DEFINE_string("teacher", None, "--kd: teacher backbone registry name (default: a copy of --model; the "
                         "paper's teacher is iresnet100).")
     flags.DEFINE_boolean("json", False, "Print the result as one JSON object.")
+    # benchmark kd (its --flagfile is the training flagfile, renamed to --kd_flagfile before parsing)
+    flags.DEFINE_string("kd_flagfile", None, "kd: the training flagfile (given as --flagfile=F) with --train_teacher "
+                        "and its --teacher_* flags; every arm distils from that one teacher run.")
+    flags.DEFINE_integer("seeds", 5, "kd: seeds per arm (seed s = same initialisation and data order in every arm).",
+                         lower_bound=2)
+    flags.DEFINE_string("out", None, "kd: output directory (runs, logs, ablation.json/.md/.png); reused to continue.")
+    flags.DEFINE_list("arms", ["none", "single", "multistep"], "kd: arms, a KD mode plus optional +flag=value "
+                      "training flags, e.g. none,single,multistep,multistep+kd_loss=cosine,multistep+kd_weight=10.")
+    flags.DEFINE_string("verification_set", None, "kd: the --eval_bins name compared (default: the first).")
 
 
 def normalize_dashes(argv, defined) -> list:

@@ -30,6 +30,18 @@ def _multi_worker_mode() -> bool:
 
 
 @keras.saving.register_keras_serializable(package="pocketnet_tf")
+class CosineDistance(keras.losses.Loss):
+    """``1 − Σ y_true·y_pred`` per sample: the cosine distance of two L2-normalised embeddings.
+
+    A ``keras.losses.Loss`` so that sample weights, the batch mean and the 1/replicas scaling
+    under ``tf.distribute`` are Keras' own, as for the MSE term.
+    """
+
+    def call(self, y_true, y_pred):
+        return 1.0 - tf.reduce_sum(y_true * y_pred, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="pocketnet_tf")
 class MarginModel(keras.Model):
     """A face-recognition backbone trained through a margin head (ArcFace/CosFace).
 
@@ -173,17 +185,33 @@ class DistillationModel(MarginModel):
         inference mode outside the gradient tape and is never part of the model's variables or
         checkpoints.
       kd_weight: ``w`` in ``CE + w·MSE(l2n(s), l2n(t))`` (100).
+      kd_loss: ``"mse"`` (the original: MSE between the L2-normalised embeddings, averaged over
+        batch × embedding elements) or ``"cosine"`` (mean cosine distance ``1 − cos(s, t)`` over
+        the batch). For unit vectors ``MSE = 2·(1 − cos)/D``, so ``"cosine"`` with weight ``w`` acts
+        like ``"mse"`` with weight ``w·D/2`` on the value, but its gradient does not shrink with
+        the embedding size ``D``.
+
+    The teacher always runs in inference mode (BatchNorm on running statistics, no dropout) on
+    the same augmented batch as the student: no separate teacher augmentation.
 
     Logged metrics: ``loss``, ``ce_loss``, ``kd_loss`` (the weighted term).
     """
 
-    def __init__(self, backbone, head, teacher=None, kd_weight=100.0, **kwargs):
+    KD_LOSSES = ("mse", "cosine")
+
+    def __init__(self, backbone, head, teacher=None, kd_weight=100.0, kd_loss="mse", **kwargs):
         kwargs.setdefault("name", "distillation_model")
         super().__init__(backbone, head, **kwargs)
         if not float(kd_weight) >= 0:
             raise ValueError(f"DistillationModel: kd_weight must be >= 0, received {kd_weight!r}")
+        if kd_loss not in self.KD_LOSSES:
+            raise ValueError(f"DistillationModel: kd_loss must be one of {list(self.KD_LOSSES)}, received {kd_loss!r}")
         self.kd_weight = float(kd_weight)
-        self.kd_loss_fn = keras.losses.MeanSquaredError(name="kd")
+        self.kd_loss = kd_loss
+        if kd_loss == "mse":
+            self.kd_loss_fn = keras.losses.MeanSquaredError(name="kd")
+        else:
+            self.kd_loss_fn = CosineDistance(name="kd")
         self.kd_tracker = keras.metrics.Mean(name="kd_loss")
         self._teacher = None
         self.set_teacher(teacher, retrace=False)
@@ -223,14 +251,16 @@ class DistillationModel(MarginModel):
         if teacher_embeddings is None:
             kd = tf.zeros_like(ce)
         else:
-            kd = self.kd_weight * self.kd_loss_fn(
+            kd = self.kd_loss_fn(
                 l2_normalize(tf.cast(teacher_embeddings, embeddings.dtype)), l2_normalize(embeddings),
                 sample_weight=sample_weight,
             )
+            kd = self.kd_weight * kd
         terms["kd_loss"] = kd
         return ce + kd, terms, embeddings
 
     def get_config(self):
         config = super().get_config()
         config["kd_weight"] = self.kd_weight
+        config["kd_loss"] = self.kd_loss
         return config

@@ -87,6 +87,27 @@ def resolve_eval_bins(config: TrainConfig) -> dict:
 # Verification
 
 
+def replica_batch_warning(config: TrainConfig, replicas: int) -> str | None:
+    """A warning when the per-replica batch differs from the recipe's ``--recipe_replica_batch``.
+
+    The original trained on 4 GPUs x 128: BatchNorm normalised over 128 images while the LR was
+    set for the global 512. Keeping both on N devices means ``--batch_size=128*N`` (the LR follows
+    linearly through ``--lr_reference_batch``); ``--batch_size=512`` on one device instead makes
+    BatchNorm see 512 images at the same LR.
+    """
+    expected = config.recipe_replica_batch
+    per_replica = config.batch_size // max(replicas, 1)
+    if not expected or per_replica == expected:
+        return None
+    lr = config.base_lr * config.batch_size / config.lr_reference_batch
+    return (f"per-replica batch {per_replica} (--batch_size={config.batch_size} over {replicas} replica(s)) differs "
+            f"from the recipe's {expected}: BatchNorm statistics are taken over {per_replica} images instead of "
+            f"{expected}, at LR {lr:g}. To keep the original's dynamics on {replicas} device(s) use "
+            f"--batch_size={expected * replicas} (the LR then scales to "
+            f"{config.base_lr * expected * replicas / config.lr_reference_batch:g} through --lr_reference_batch); "
+            "see docs/training.md, 'Devices and batch size'.")
+
+
 def _summaries(results: dict) -> dict:
     return {name: {"accuracy": r.accuracy, "accuracy_std": r.accuracy_std, "xnorm": r.xnorm, "pairs": r.pairs}
             for name, r in results.items()}
@@ -131,7 +152,7 @@ def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int):
     if config.kd == "none":
         model = MarginModel(backbone, head)
     else:
-        model = DistillationModel(backbone, head, teacher=None, kd_weight=config.kd_weight)
+        model = DistillationModel(backbone, head, teacher=None, kd_weight=config.kd_weight, kd_loss=config.kd_loss)
     lr = scaled_learning_rate(config.base_lr, config.batch_size, config.lr_reference_batch)
     optimizer = TorchSGD(
         EpochStepDecay(lr, steps_per_epoch, config.lr_milestones, config.lr_gamma),
@@ -162,6 +183,9 @@ def train_stage(config: TrainConfig, strategy) -> dict:
         if config.batch_size % strategy.num_replicas_in_sync:
             raise ValueError(f"--batch_size={config.batch_size} is not divisible by the "
                              f"{strategy.num_replicas_in_sync} replicas")
+        warning = replica_batch_warning(config, strategy.num_replicas_in_sync)
+        if warning:
+            logging.warning("%s", warning)
         bins = resolve_eval_bins(config)
         source = pipeline.open_source(config.data_location)
         _, info = pipeline.build_dataset(source, batch_size=config.batch_size, training=True,

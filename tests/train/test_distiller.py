@@ -114,3 +114,44 @@ def test_compile_rejects_a_loss_and_teacher_mismatch_raises():
         model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(TeacherError, match=r"embedding 6, student expects \[8, 8, 3\] / 4"):
         DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=tiny_backbone(embedding_size=6, name="t"))
+
+
+def test_cosine_kd_term_matches_numpy_and_round_trips(keras_teacher):
+    x, y = tiny_data(6)
+    model = DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=keras_teacher, kd_weight=3.0,
+                              kd_loss="cosine")
+    _, terms, _ = model.compute_losses(x, y, training=False, teacher_embeddings=model._teacher_embeddings(x))
+    s = np.asarray(model.backbone(x, training=False))
+    t = np.asarray(keras_teacher(x, training=False))
+    cos = np.sum(_l2n(s) * _l2n(t), axis=1)
+    assert float(terms["kd_loss"]) == pytest.approx(3.0 * np.mean(1.0 - cos), rel=1e-5)
+    # The MSE variant on the same pair is the scaled cosine distance (unit vectors): a cosine
+    # implementation that forgot the normalisation or the "1 -" would break this.
+    mse = DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=keras_teacher, kd_weight=3.0)
+    _, mse_terms, _ = mse.compute_losses(x, y, training=False, teacher_embeddings=mse._teacher_embeddings(x))
+    assert float(mse_terms["kd_loss"]) == pytest.approx(3.0 * np.mean(2 * (1 - cos)) / s.shape[1], rel=1e-5)
+    config = model.get_config()
+    assert config["kd_loss"] == "cosine" and config["kd_weight"] == 3.0
+    with pytest.raises(ValueError, match="kd_loss must be one of"):
+        DistillationModel(tiny_backbone(), ArcMarginHead(3), kd_loss="l1")
+
+
+def test_cosine_kd_on_two_replicas_equals_one_device(keras_teacher):
+    """The cosine term is a keras Loss, so its 1/replicas scaling is Keras' own: one SGD step on
+    two logical CPUs moves the student exactly as one device does."""
+    x, y = tiny_data(8)
+
+    def one_step(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            # No BatchNorm in the student: its batch statistics are per replica by design.
+            model = DistillationModel(tiny_backbone(batch_norm_layers=False), ArcMarginHead(3), teacher=keras_teacher,
+                                      kd_weight=50.0, kd_loss="cosine")
+            model.compile(optimizer=TorchSGD(0.1))
+        model.fit(dataset(x, y, 8), epochs=1, verbose=0)
+        return weights_of(model.backbone)
+
+    single = one_step(tf.distribute.get_strategy())
+    mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    for a, b in zip(single, mirrored):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
