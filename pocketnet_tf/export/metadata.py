@@ -110,8 +110,9 @@ def build_metadata(
 
 def embedded_view(metadata: dict) -> dict:
     """The side-car as stored inside the model: identical, with ``model.sha256`` and
-    ``model.size_bytes`` set to ``None``."""
-    view = copy.deepcopy(metadata)
+    ``model.size_bytes`` set to ``None`` and without the ``bundle`` seal (the manifest's hash
+    covers the model, so the model cannot hold it)."""
+    view = copy.deepcopy({k: v for k, v in metadata.items() if k != "bundle"})
     view["model"]["sha256"] = None
     view["model"]["size_bytes"] = None
     return view
