@@ -9,19 +9,7 @@ import pytest
 from pocketnet_tf.export import bundle, seal
 from pocketnet_tf.face_pipeline import read_bundle_metadata
 from tests.android import jvm
-from tests.export.test_seal import reseal
-
-
-def _flip_golden_embedding(d):
-    path = d / "golden" / "face_002.embedding.f32"
-    raw = bytearray(path.read_bytes())
-    raw[9] ^= 0x10
-    path.write_bytes(bytes(raw))
-
-
-def _append_to_golden_png(d):
-    with open(d / "golden" / "face_001.png", "ab") as f:
-        f.write(b"\0\0\0\0")
+from tests.export.test_seal import _append_to_png, _flip_embedding_bit, reseal
 
 
 def _metadata_to_dev_zero(d):
@@ -43,8 +31,8 @@ def _extra_file(d):
 
 CASES = {
     # name: (tamper, fragment in Java's message, fragment in Python's message)
-    "flipped_embedding": (_flip_golden_embedding, "face_002.embedding.f32: SHA-256", "face_002.embedding.f32: "),
-    "appended_png": (_append_to_golden_png, "face_001.png: SHA-256", "face_001.png: "),
+    "flipped_embedding": (_flip_embedding_bit, "face_001.embedding.f32: SHA-256", "face_001.embedding.f32: "),
+    "appended_png": (_append_to_png, "face_000.png: SHA-256", "face_000.png: "),
     "dev_zero": (_metadata_to_dev_zero, "metadata.json: symbolic links are not allowed",
                  "metadata.json: bundle JSON file is a symbolic link"),
     "loosened": (_loosen_tolerance_and_reseal, "looser than the fixed int8 tolerance", "is looser than the fixed table"),

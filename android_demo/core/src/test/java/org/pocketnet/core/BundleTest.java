@@ -268,6 +268,7 @@ public class BundleTest {
     assertTrue(r2.failures.get(0), r2.failures.get(0).startsWith("face_001.png: preprocessing differs"));
   }
 
+  /** Opening the bundle or reading its golden set fails with a message containing {@code fragment}. */
   private static void assertGoldenRefused(File dir, String fragment) throws Exception {
     try {
       VerificationBundle.open(dir).golden();
@@ -334,15 +335,6 @@ public class BundleTest {
 
   // ------------------------------------------------------------------------------------ the seal
 
-  private static void assertOpenRefused(File dir, String fragment) throws Exception {
-    try {
-      VerificationBundle.open(dir).golden();
-      fail("accepted " + dir);
-    } catch (IOException | IllegalArgumentException e) {
-      assertTrue(e.getMessage(), e.getMessage().contains(fragment));
-    }
-  }
-
   private static void append(File f, byte[] extra) throws IOException {
     byte[] old = FileIo.readAll(f);
     byte[] out = java.util.Arrays.copyOf(old, old.length + extra.length);
@@ -352,21 +344,15 @@ public class BundleTest {
 
   @Test
   public void theSealRefusesEveryChangedMissingExtraOrLinkedFile() throws Exception {
+    // (A flipped bit in a golden file: goldenFilesAreCheckedAgainstTheIndex.)
     float[][] inputs = {normalized(0), normalized(1)};
-    File flipped = writeBundle(inputs);
-    File emb = new File(flipped, "golden/face_001.embedding.f32");
-    byte[] e = FileIo.readAll(emb);
-    e[5] ^= 1;
-    FileIo.writeAtomic(emb, e);
-    assertOpenRefused(flipped, "face_001.embedding.f32: SHA-256");
-
     File appended = writeBundle(inputs);
     append(new File(appended, "golden/face_000.png"), "appended".getBytes(StandardCharsets.US_ASCII));
-    assertOpenRefused(appended, "face_000.png: SHA-256");
+    assertGoldenRefused(appended, "face_000.png: SHA-256");
 
     File extra = writeBundle(inputs);
     FileIo.writeAtomic(new File(extra, "golden/extra.png"), new byte[] {1});
-    assertOpenRefused(extra, "golden/extra.png: not listed in");
+    assertGoldenRefused(extra, "golden/extra.png: not listed in");
     // A failed later conversion's report beside the bundle is not part of it.
     File failed = writeBundle(inputs);
     FileIo.writeAtomic(new File(failed, "failed_report.json"), new byte[] {'{', '}'});
@@ -374,26 +360,26 @@ public class BundleTest {
 
     File manifest = writeBundle(inputs);
     append(new File(manifest, "manifest.json"), new byte[] {' '});
-    assertOpenRefused(manifest, "manifest.json: SHA-256");
+    assertGoldenRefused(manifest, "manifest.json: SHA-256");
 
     File zero = writeBundle(inputs);
     File meta = new File(zero, "metadata.json");
     meta.delete();
     java.nio.file.Files.createSymbolicLink(meta.toPath(), new File("/dev/zero").toPath());
-    assertOpenRefused(zero, "metadata.json: symbolic links are not allowed");
+    assertGoldenRefused(zero, "metadata.json: symbolic links are not allowed");
 
     File linked = writeBundle(inputs);
     File png = new File(linked, "golden/face_000.png");
     File moved = new File(tmpRoot(linked), "elsewhere.png");
     java.nio.file.Files.move(png.toPath(), moved.toPath());
     java.nio.file.Files.createSymbolicLink(png.toPath(), moved.toPath());
-    assertOpenRefused(linked, "face_000.png: symbolic links are not allowed");
+    assertGoldenRefused(linked, "face_000.png: symbolic links are not allowed");
 
     File unsealed = writeBundle(inputs);
     String text = new String(FileIo.readAll(new File(unsealed, "metadata.json")), StandardCharsets.UTF_8);
     FileIo.writeAtomic(new File(unsealed, "metadata.json"),
         text.substring(0, text.indexOf(", \"bundle\"")).concat("}").getBytes(StandardCharsets.UTF_8));
-    assertOpenRefused(unsealed, "bundle");
+    assertGoldenRefused(unsealed, "bundle");
   }
 
   private File tmpRoot(File bundle) {
@@ -408,7 +394,7 @@ public class BundleTest {
     FileIo.writeAtomic(index, text.replace("\"min_cosine\": 0.995", "\"min_cosine\": -1")
         .getBytes(StandardCharsets.UTF_8));
     seal(loose);
-    assertOpenRefused(loose, "looser than the fixed int8 tolerance (0.995, 0.05)");
+    assertGoldenRefused(loose, "looser than the fixed int8 tolerance (0.995, 0.05)");
     // A stricter golden.json is accepted, but the table's tolerance is the one applied.
     FileIo.writeAtomic(index, text.replace("\"min_cosine\": 0.995", "\"min_cosine\": 0.9999999")
         .getBytes(StandardCharsets.UTF_8));
@@ -435,6 +421,6 @@ public class BundleTest {
     }
     File big = writeBundle(new float[][] {normalized(0), normalized(1)});
     FileIo.writeAtomic(new File(big, "metadata.json"), new byte[(int) BundleSeal.MAX_JSON_BYTES + 1]);
-    assertOpenRefused(big, "metadata.json: 1048577 bytes; at most 1048576 are accepted");
+    assertGoldenRefused(big, "metadata.json: 1048577 bytes; at most 1048576 are accepted");
   }
 }
