@@ -141,8 +141,9 @@ def _name(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-#: A flatbuffer cannot exceed 2 GiB.
+#: A flatbuffer cannot exceed 2 GiB; a converted model has a handful of metadata entries.
 MAX_TFLITE_BYTES = 2 << 30
+MAX_METADATA_ENTRIES = 1024
 
 
 def read_metadata_entries(path_or_bytes) -> dict[str, dict]:
@@ -162,6 +163,8 @@ def read_metadata_entries(path_or_bytes) -> dict[str, dict]:
     found = {}
     try:
         model = schema.Model.GetRootAs(data, 0)
+        if model.MetadataLength() > MAX_METADATA_ENTRIES:
+            raise ValueError(f"{model.MetadataLength()} metadata entries (at most {MAX_METADATA_ENTRIES})")
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             buf = model.Buffers(entry.Buffer())

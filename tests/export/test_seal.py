@@ -198,3 +198,18 @@ def test_verify_bundle_cli_exit_codes(sealed, tmp_path):
     assert bad.stderr.strip().splitlines()[-1] == (
         f"verify_bundle: FAILED: {target / 'metadata.json'}: field 'model' has the wrong type or value (list)")
     assert "Traceback" not in bad.stderr
+
+
+def test_files_kept_in_out_are_sealed_and_failed_reports_ignored(sealed, tmp_path):
+    target = _copy(sealed, tmp_path)
+    (target / "notes.txt").write_text("kept by the user")
+    (target / "failed_report.json").write_text("{}")  # as a later failed conversion leaves it
+    root = sealed.parent
+    run_export(ExportConfig(model=str(root / "plain.keras"), mode="fp32", out=str(target), num_validation=4,
+                            representative=str(root / "data"), golden_count=1))
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert "notes.txt" in [f["path"] for f in manifest["files"]]
+    assert not (target / "failed_report.json").exists()
+    assert bundle.verify_bundle(target)["tolerance"] == seal.GOLDEN_TOLERANCES["fp32"]
+    (target / "failed_report.md").write_text("a later failure")
+    assert bundle.verify_bundle(target)["passed"]
