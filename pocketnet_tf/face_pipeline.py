@@ -16,8 +16,6 @@ The command line is ``python -m pocketnet_tf.align`` (see that module).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +105,7 @@ def find_faces(image: np.ndarray, detector: detect.BlazeFaceDetector, template, 
 class BundleMetadata:
     """The fields of a bundle's ``metadata.json`` (schema ``pocketnet_tf.tflite_metadata/1``, see
     ``tflite/README.md``) that the app and the twin use, checked on load as the Java
-    ``BundleMetadata`` checks them."""
+    ``BundleMetadata`` checks them (by :mod:`pocketnet_tf.export.seal`)."""
 
     path: Path
     raw: dict
@@ -124,112 +122,40 @@ class BundleMetadata:
     far_target: float | None
 
 
-def _field(obj, key, kind, where, path, *, nullable=False):
-    if not isinstance(obj, dict) or key not in obj or (obj[key] is None and not nullable):
-        raise ValueError(f"{path}: missing field '{where}{key}'")
-    value = obj[key]
-    if value is None:
-        return None
-    ok = {
-        "str": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "num": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "obj": isinstance(value, dict),
-        "list": isinstance(value, list),
-    }[kind]
-    if not ok:
-        raise ValueError(f"{path}: field '{where}{key}' has the wrong type ({type(value).__name__})")
-    return value
-
-
-def _float_tensor(tensor, where, path):
-    if _field(tensor, "dtype", "str", where, path) != "float32":
-        raise ValueError(f"{path}: field '{where}dtype' must be 'float32', got {tensor['dtype']!r}")
-    if _field(tensor, "quantization", "obj", where, path, nullable=True) is not None:
-        raise ValueError(f"{path}: field '{where}quantization' must be null: the app feeds and reads float32 "
-                         "tensors only")
-
-
 def read_bundle_metadata(bundle_dir, *, check_sha256: bool = True) -> BundleMetadata:
-    """Parses and checks ``<bundle_dir>/metadata.json`` (and the model's SHA-256).
+    """Opens a bundle as the app's ``VerificationBundle`` does: the one bundle validator
+    (:func:`pocketnet_tf.export.seal.open_bundle` with the app's limits) checks ``metadata.json``
+    and, with ``check_sha256``, the seal (every file's size and SHA-256, no symlinks).
 
     Raises:
-      FileNotFoundError: metadata or model file missing.
-      ValueError: invalid metadata or a model whose SHA-256 differs from the stated one.
+      BundleError: (a ValueError) naming the file and the problem.
     """
-    from pocketnet_tf.export.metadata import SCHEMA
+    from pocketnet_tf.export import seal
 
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / METADATA_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: bundle metadata not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: invalid JSON ({err})") from None
-    if _field(meta, "schema", "str", "", path) != SCHEMA:
-        raise ValueError(f"{path}: field 'schema' is {meta['schema']!r}; expected {SCHEMA!r}")
-    model = _field(meta, "model", "obj", "", path)
-    model_file = _field(model, "file", "str", "model.", path)
-    if not model_file or Path(model_file).name != model_file or model_file.startswith("."):
-        raise ValueError(f"{path}: field 'model.file' must be a plain file name, got {model_file!r}")
-    sha = _field(model, "sha256", "str", "model.", path).lower()
-    inp = _field(meta, "input", "obj", "", path)
-    shape = _field(inp, "shape", "list", "input.", path)
-    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or _field(inp, "layout", "str", "input.", path) != "NHWC":
-        raise ValueError(f"{path}: input must be NHWC [1, H, W, 3] (static batch 1; export without "
-                         f"--dynamic_batch), got {shape} {inp.get('layout')}")
-    if _field(inp, "color", "str", "input.", path) != "RGB":
-        raise ValueError(f"{path}: field 'input.color' must be 'RGB'")
-    _float_tensor(inp, "input.", path)
-    norm = _field(inp, "normalization", "obj", "input.", path)
-    std = float(_field(norm, "std", "num", "input.normalization.", path))
-    if not 0.0 < std < float("inf"):
-        raise ValueError(f"{path}: field 'input.normalization.std' must be a positive number, got {std}")
-    out = _field(meta, "output", "obj", "", path)
-    _float_tensor(out, "output.", path)
-    embedding_size = int(_field(out, "embedding_size", "int", "output.", path))
-    if embedding_size <= 0 or list(_field(out, "shape", "list", "output.", path)) != [1, embedding_size]:
-        raise ValueError(f"{path}: output.embedding_size must be positive and match output.shape [1, D]")
-    alignment = _field(meta, "alignment", "obj", "", path)
-    template = np.asarray(_field(alignment, "template", "list", "alignment.", path), dtype=np.float64)
-    if template.shape != (5, 2):
-        raise ValueError(f"{path}: field 'alignment.template' must be 5 (x, y) points, got shape {template.shape}")
-    if list(_field(alignment, "output_size", "list", "alignment.", path)) != [shape[1], shape[2]]:
-        raise ValueError(f"{path}: alignment.output_size must equal the model input size {shape[1:3]}")
-    ver = _field(meta, "verification", "obj", "", path, nullable=True)
-    threshold = far = None
-    if ver is not None:
-        if _field(ver, "metric", "str", "verification.", path) != "cosine":
-            raise ValueError(f"{path}: field 'verification.metric' must be 'cosine'")
-        threshold = float(_field(ver, "threshold", "num", "verification.", path))
-        if not -1.0 <= threshold <= 1.0:
-            raise ValueError(f"{path}: verification.threshold must be a cosine in [-1, 1], got {threshold}")
-        far = float(_field(ver, "far_target", "num", "verification.", path))
-    result = BundleMetadata(
+    if check_sha256:
+        meta = seal.open_bundle(bundle_dir, app=True).metadata
+    else:
+        meta = seal.read_json(path)
+        seal.check_metadata(meta, path, app=True)
+    model, inp, out = meta["model"], meta["input"], meta["output"]
+    verification = meta["verification"] or {}
+    return BundleMetadata(
         path=path,
         raw=meta,
-        model_file=model_file,
-        model_sha256=sha,
-        mode=_field(model, "mode", "str", "model.", path),
-        input_size=(int(shape[1]), int(shape[2])),
-        norm_mean=float(_field(norm, "mean", "num", "input.normalization.", path)),
-        norm_std=std,
-        embedding_size=embedding_size,
-        l2_normalized=bool(_field(out, "l2_normalized", "bool", "output.", path)),
-        template=template,
-        threshold=threshold,
-        far_target=far,
+        model_file=model["file"],
+        model_sha256=model["sha256"],
+        mode=model["mode"],
+        input_size=(int(inp["shape"][1]), int(inp["shape"][2])),
+        norm_mean=float(inp["normalization"]["mean"]),
+        norm_std=float(inp["normalization"]["std"]),
+        embedding_size=int(out["embedding_size"]),
+        l2_normalized=bool(out["l2_normalized"]),
+        template=np.asarray(meta["alignment"]["template"], dtype=np.float64),
+        threshold=float(verification["threshold"]) if verification else None,
+        far_target=float(verification["far_target"]) if verification else None,
     )
-    model_path = bundle_dir / model_file
-    if not model_path.is_file():
-        raise FileNotFoundError(f"{model_path}: model file named in {path} not found")
-    if check_sha256:
-        actual = hashlib.sha256(model_path.read_bytes()).hexdigest()
-        if actual != sha:
-            raise ValueError(f"{model_path}: SHA-256 {actual} does not match {sha} in {path} (corrupt or replaced model)")
-    return result
 
 
 class BundleEmbedder:

@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from pocketnet_tf.bounded import loads_json, read_bounded
+
 #: Primitive names in the original's order: the column order of the alpha matrices.
 PRIMITIVES: tuple[str, ...] = (
     "max_pool_3x3",
@@ -94,9 +96,9 @@ class Genotype:
         try:
             return cls(
                 normal=_nodes(data["normal"], "normal"),
-                normal_concat=list(data["normal_concat"]),
+                normal_concat=_indices(data["normal_concat"], "normal_concat"),
                 reduce=_nodes(data["reduce"], "reduce"),
-                reduce_concat=list(data["reduce_concat"]),
+                reduce_concat=_indices(data["reduce_concat"], "reduce_concat"),
             )
         except (TypeError, ValueError) as err:
             if isinstance(err, GenotypeError):
@@ -121,6 +123,15 @@ def _nodes(value, field: str):
             edges.append((op, int(src)))
         nodes.append(tuple(edges))
     return tuple(nodes)
+
+
+def _indices(value, field: str) -> list[int]:
+    if not isinstance(value, (list, tuple)):
+        raise GenotypeError(f"{field}: expected a list of state indices, got {type(value).__name__}")
+    for i, idx in enumerate(value):
+        if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+            raise GenotypeError(f"{field}[{i}]: expected an integer state index, got {idx!r}")
+    return list(value)
 
 
 def validate(genotype: Genotype) -> None:
@@ -167,24 +178,36 @@ _TOKEN_RE = re.compile(
 )
 
 
+_SPACE_RE = re.compile(r"\s*")
+#: Bounds that no real genotype comes near: list nesting (a cell is 3 deep), items one
+#: ``range(...)`` may produce, and digits of an integer literal.
+MAX_NESTING = 8
+MAX_RANGE_ITEMS = 1024
+MAX_NUMBER_DIGITS = 9
+#: A genotype file is a few hundred bytes; this bounds what :func:`load` reads.
+MAX_FILE_BYTES = 1 << 20
+
+
 class _Parser:
-    """Recursive-descent parser for ``Genotype(key=value, ...)`` with literal values only."""
+    """Parser for ``Genotype(key=value, ...)`` with literal values only.
+
+    Linear in the text: one regex match per token; nested lists are parsed with an explicit
+    stack (at most :data:`MAX_NESTING` deep), never by recursion."""
 
     def __init__(self, text: str):
         self.text = text
         self.tokens: list[tuple[str, str, int]] = []
-        pos = 0
+        pos = _SPACE_RE.match(text).end()
         while pos < len(text):
-            if text[pos:].strip() == "":
-                break
             m = _TOKEN_RE.match(text, pos)
             if not m or m.end() == pos:
-                start = pos + (len(text[pos:]) - len(text[pos:].lstrip()))
-                raise self.error(start, f"unexpected character {text[start]!r}")
+                raise self.error(pos, f"unexpected character {text[pos]!r}")
             kind = m.lastgroup
             start = m.start(kind)
+            if kind == "number" and len(m.group(kind).lstrip("-")) > MAX_NUMBER_DIGITS:
+                raise self.error(start, f"integer literal longer than {MAX_NUMBER_DIGITS} digits")
             self.tokens.append((kind, m.group(kind), start))
-            pos = m.end()
+            pos = _SPACE_RE.match(text, m.end()).end()
         self.i = 0
 
     def error(self, pos: int, message: str) -> GenotypeError:
@@ -229,6 +252,41 @@ class _Parser:
         return fields
 
     def parse_value(self):
+        """One value; lists and tuples are built on an explicit stack of ``(items, closer)``."""
+        stack: list[tuple[list, str]] = []
+        while True:
+            kind, value, pos = self.peek()
+            if kind == "punct" and value in "[(":
+                if len(stack) >= MAX_NESTING:
+                    raise self.error(pos, f"lists nested deeper than {MAX_NESTING} levels")
+                self.i += 1
+                stack.append(([], "]" if value == "[" else ")"))
+                if self.peek()[:2] != ("punct", stack[-1][1]):
+                    continue
+                item = self._close(stack)
+            else:
+                item = self.parse_scalar()
+            while stack:
+                items, close = stack[-1]
+                items.append(item)
+                if self.peek()[:2] == ("punct", ","):
+                    self.i += 1
+                    if self.peek()[:2] != ("punct", close):
+                        break
+                elif self.peek()[:2] != ("punct", close):
+                    tok = self.peek()
+                    got = "end of text" if tok[0] == "end" else repr(tok[1])
+                    raise self.error(tok[2], f"expected ',' or {close!r}, found {got}")
+                item = self._close(stack)
+            else:
+                return item
+
+    def _close(self, stack: list) -> list:
+        items, close = stack.pop()
+        self.take("punct", close)
+        return items
+
+    def parse_scalar(self):
         kind, value, pos = self.peek()
         if kind == "string":
             self.i += 1
@@ -239,35 +297,29 @@ class _Parser:
         if kind == "number":
             self.i += 1
             return int(value)
-        if kind == "punct" and value in "[(":
-            self.i += 1
-            close = "]" if value == "[" else ")"
-            items = []
-            while self.peek()[:2] != ("punct", close):
-                items.append(self.parse_value())
-                if self.peek()[:2] == ("punct", ","):
-                    self.i += 1
-                elif self.peek()[:2] != ("punct", close):
-                    tok = self.peek()
-                    got = "end of text" if tok[0] == "end" else repr(tok[1])
-                    raise self.error(tok[2], f"expected ',' or {close!r}, found {got}")
-            self.take("punct", close)
-            return items
         if kind == "name" and value == "range":
-            self.i += 1
-            self.take("punct", "(")
-            args = [int(self.take("number")[1])]
-            while self.peek()[:2] == ("punct", ","):
-                self.i += 1
-                if self.peek()[:2] == ("punct", ")"):
-                    break
-                args.append(int(self.take("number")[1]))
-            if len(args) > 3:
-                raise self.error(pos, "range() takes at most 3 arguments")
-            self.take("punct", ")")
-            return list(range(*args))
+            return self.parse_range()
         got = "end of text" if kind == "end" else repr(value)
         raise self.error(pos, f"expected a string, number, list, tuple or range(...), found {got}")
+
+    def parse_range(self) -> list[int]:
+        pos = self.take("name", "range")[2]
+        self.take("punct", "(")
+        args = [int(self.take("number")[1])]
+        while self.peek()[:2] == ("punct", ","):
+            self.i += 1
+            if self.peek()[:2] == ("punct", ")"):
+                break
+            args.append(int(self.take("number")[1]))
+        if len(args) > 3:
+            raise self.error(pos, "range() takes at most 3 arguments")
+        self.take("punct", ")")
+        if len(args) == 3 and args[2] == 0:
+            raise self.error(pos, "range() step must not be zero")
+        items = range(*args)
+        if len(items) > MAX_RANGE_ITEMS:
+            raise self.error(pos, f"range() of {len(items)} items; a genotype needs at most {MAX_RANGE_ITEMS}")
+        return list(items)
 
 
 def parse(text: str) -> Genotype:
@@ -314,20 +366,18 @@ def to_json(genotype: Genotype, indent: int | None = None) -> str:
 
 
 def from_json(text: str) -> Genotype:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise GenotypeError(f"genotype JSON: {err}") from err
+    data = loads_json(text, "genotype JSON", max_depth=MAX_NESTING, error=GenotypeError)
     return Genotype.from_dict(data)
 
 
 def load(path) -> Genotype:
     """Reads a genotype file: JSON (``.json``) or the original text format (anything else)."""
     path = Path(path)
+    data = read_bounded(path, MAX_FILE_BYTES, what="genotype file", error=GenotypeError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise FileNotFoundError(f"{path}: cannot read genotype file ({err.strerror})") from err
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GenotypeError(f"{path}: genotype file is not UTF-8 text (byte {err.start})") from None
     try:
         stripped = text.lstrip()
         return from_json(text) if stripped.startswith("{") else parse(text.strip())
@@ -358,7 +408,7 @@ def resolve(value) -> Genotype:
             return from_json(s)
         if s.startswith("Genotype"):
             return parse(s)
-        if Path(s).is_file():
+        if _is_file(s):
             return load(s)
         raise GenotypeError(
             f"{value!r} is not a published genotype ({sorted(PUBLISHED)}), genotype text, JSON or a file"
@@ -366,6 +416,13 @@ def resolve(value) -> Genotype:
     if isinstance(value, Path):
         return load(value)
     raise GenotypeError(f"cannot interpret {type(value).__name__} as a genotype")
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,17 @@ def _configure_tf():
 _configure_tf()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz", action="store_true", default=False,
+                     help="run the Hypothesis fuzz tests (tests/test_fuzz.py) 50x longer, randomised")
+
+
+def pytest_configure(config):
+    # Read by tests/test_fuzz.py at import time (collection comes after this hook).
+    if config.getoption("--fuzz"):
+        os.environ["POCKETNET_FUZZ"] = "1"
+
+
 @pytest.fixture(autouse=True)
 def _clear_keras_session():
     yield

@@ -112,3 +112,59 @@ def test_derive_rank_by_alpha_vs_softmax_differ_as_documented():
     by_softmax = G.derive(nodes, nodes, k=1, rank_by="softmax")
     assert by_alpha.normal[0] == (("dw_conv_3x3", 0),)
     assert by_softmax.normal[0] == (("dw_conv_5x5", 1),)
+
+
+def test_huge_range_is_refused_before_it_is_built(tmp_path):
+    # 429 bytes that used to build a 10**7-item list (~470 MB) before failing validation.
+    path = tmp_path / "g.txt"
+    path.write_text(G.SOFTMAX_CASIA_TEXT.replace("normal_concat=range(2, 6)", "normal_concat=range(0, 10000000)"))
+    with pytest.raises(G.GenotypeError, match=r"g.txt: .*range\(\) of 10000000 items; a genotype needs at most 1024"):
+        G.load(path)
+    with pytest.raises(G.GenotypeError, match=r"step must not be zero"):
+        G.parse("Genotype(normal_concat=range(0, 4, 0))")
+    with pytest.raises(G.GenotypeError, match=r"longer than 9 digits"):
+        G.parse("Genotype(normal_concat=[" + "9" * 5000 + "])")
+
+
+def test_deep_nesting_is_an_error_not_a_recursion_error(tmp_path):
+    text = "Genotype(normal=" + "[" * 100_000 + "]" * 100_000 + ")"
+    with pytest.raises(G.GenotypeError, match=r"position 24 .*nested deeper than 8 levels"):
+        G.parse(text)
+    path = tmp_path / "g.json"
+    path.write_text('{"normal": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(G.GenotypeError, match=r"g.json: genotype JSON: not valid JSON \(nesting deeper than 8"):
+        G.load(path)
+    # Exactly the nesting a genotype needs still parses (and empty/trailing-comma lists still work).
+    assert G.parse(G.SOFTMAX_CASIA_TEXT.replace("range(2, 6)", "[2, 3, 4, 5,]")) == G.SOFTMAX_CASIA
+
+
+def test_tokenizer_is_linear_in_the_text_length():
+    # Counting characters copied, not seconds: the old tokenizer copied the rest of the text once
+    # per token (text[pos:].strip()), quadratic in the length (1.3 MB took 27 s).
+    class CountingText(str):
+        copied = 0
+
+        def __getitem__(self, index):
+            part = str.__getitem__(self, index)
+            CountingText.copied += len(part)
+            return part
+
+    edge = "('dw_conv_3x3', 0), "
+    for count in (500, 2000):
+        text = CountingText("Genotype(normal=[" + edge * count + "])")
+        CountingText.copied = 0
+        with pytest.raises(G.GenotypeError, match="missing keys"):
+            G.parse(text)
+        assert CountingText.copied <= 2 * len(text), (count, CountingText.copied)
+
+
+def test_big_genotype_file_and_bad_encoding_are_refused(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_text("Genotype(" + " " * (G.MAX_FILE_BYTES + 1) + ")")
+    with pytest.raises(G.GenotypeError, match=r"big.txt: genotype file is \d+ bytes; at most 1048576"):
+        G.load(path)
+    path.write_bytes(b"Genotype(normal=\xff)")
+    with pytest.raises(G.GenotypeError, match=r"big.txt: genotype file is not UTF-8"):
+        G.load(path)
+    with pytest.raises(G.GenotypeError, match=r"normal_concat\[0\]: expected an integer state index, got 2.7"):
+        G.from_json(json.dumps({**G.SOFTMAX_CASIA.to_dict(), "normal_concat": [2.7, 3, 4, 5]}))

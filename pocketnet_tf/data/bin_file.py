@@ -17,6 +17,7 @@ names the file and the refused global.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -24,7 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketnet_tf.bounded import read_bounded
 from pocketnet_tf.io_utils import write_bytes_atomic
+
+#: Larger than any published verification set (the biggest is a few hundred MB).
+MAX_FILE_BYTES = 4 << 30
 
 __all__ = ["UnsafePickleError", "read_bin", "write_bin"]
 
@@ -88,9 +93,19 @@ class _NdarrayMarker:
     ``_reconstruct`` (the real class would let a pickle call ``ndarray(...)`` directly)."""
 
 
-def _np_reconstruct(subtype, shape, typecode):
+def _np_reconstruct(subtype, shape, typecode, *, max_items: int):
     if subtype is not _NdarrayMarker:
         raise UnsafePickleError(f"numpy _reconstruct of {subtype!r} is not allowed; only numpy.ndarray")
+    if typecode not in (b"b", "b"):
+        raise UnsafePickleError(f"numpy _reconstruct typecode {typecode!r} is not allowed; numpy writes b'b'")
+    # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') + its state; a large shape here
+    # would allocate before anything checks it, so it may not exceed the bytes in the file.
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        raise UnsafePickleError(f"numpy _reconstruct shape {shape!r} is not a tuple of non-negative ints")
+    if len(shape) > 32 or int(np.prod(shape, dtype=object)) > max_items:
+        raise UnsafePickleError(
+            f"numpy _reconstruct shape {shape} holds more values than the file has bytes ({max_items})"
+        )
     multiarray, _ = _numpy_modules()
     return multiarray._reconstruct(np.ndarray, shape, typecode)
 
@@ -126,13 +141,17 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, *, source: str, **kwargs):
+    def __init__(self, file, *, source: str, size: int, **kwargs):
         super().__init__(file, **kwargs)
         self._source = source
+        self._size = size
 
     def find_class(self, module, name):
         try:
-            return _ALLOWED[(module, name)]
+            found = _ALLOWED[(module, name)]
+            if found is _np_reconstruct:
+                return functools.partial(_np_reconstruct, max_items=self._size)
+            return found
         except KeyError:
             raise UnsafePickleError(
                 f"{self._source}: refusing to unpickle global '{module}.{name}' "
@@ -144,7 +163,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _restricted_loads(data: bytes, source: str, encoding: str):
-    return _RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding).load()
+    return _RestrictedUnpickler(io.BytesIO(data), source=source, size=len(data), encoding=encoding).load()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,9 +207,9 @@ def read_bin(path) -> tuple[list[bytes], np.ndarray]:
     """
     path = Path(path)
     source = str(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{source}: verification .bin file not found")
-    data = path.read_bytes()
+    data = read_bounded(path, MAX_FILE_BYTES, what="verification .bin file")
     try:
         try:
             obj = _restricted_loads(data, source, encoding="ASCII")
@@ -207,16 +226,16 @@ def read_bin(path) -> tuple[list[bytes], np.ndarray]:
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise ValueError(f"{source}: expected a pickled (images, issame) pair, got {type(obj).__name__}")
     bins, issame = obj
-    if isinstance(issame, np.ndarray):
-        issame = issame.reshape(-1).tolist()
-    if not isinstance(bins, (list, tuple)) or not isinstance(issame, (list, tuple)):
+    if not isinstance(bins, (list, tuple)) or not isinstance(issame, (list, tuple, np.ndarray)):
         raise ValueError(
             f"{source}: expected lists of images and labels, got {type(bins).__name__} and {type(issame).__name__}"
         )
-    if len(bins) != 2 * len(issame):
-        raise ValueError(
-            f"{source}: {len(bins)} images for {len(issame)} pairs; expected exactly {2 * len(issame)}"
-        )
+    # Counts are compared before any conversion, so a huge label array is refused without copies.
+    pairs = issame.size if isinstance(issame, np.ndarray) else len(issame)
+    if len(bins) != 2 * pairs:
+        raise ValueError(f"{source}: {len(bins)} images for {pairs} pairs; expected exactly {2 * pairs}")
+    if isinstance(issame, np.ndarray):
+        issame = issame.reshape(-1).tolist()
     images = [_as_image_bytes(item, i, source) for i, item in enumerate(bins)]
     labels = np.array([_as_bool(v, i, source) for i, v in enumerate(issame)], dtype=bool)
     return images, labels

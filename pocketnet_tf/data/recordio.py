@@ -27,6 +27,7 @@ ranges), and a ``property`` text file ``num_classes,height,width`` beside ``trai
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketnet_tf.bounded import read_bounded
 from pocketnet_tf.io_utils import atomic_path, write_text_atomic
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "read_property",
     "write_property",
     "write_insightface_rec",
+    "label_int",
     "InsightFaceRecordSource",
 ]
 
@@ -140,9 +143,25 @@ class IRHeader:
 
     @property
     def class_id(self) -> int:
-        """The class of an image record: the scalar label or the first vector element, as int."""
+        """The class of an image record: the scalar label or the first vector element.
+
+        Raises:
+          ValueError: the label is not a whole number in ``[0, 2**24]`` (float32 holds every
+            integer up to there exactly): NaN, inf, negative, huge or fractional (0.7 is not class 0).
+        """
         value = self.label[0] if isinstance(self.label, tuple) else self.label
-        return int(value)
+        return label_int(value, "class label", low=0)
+
+
+#: Largest integer a float32 label holds exactly.
+MAX_EXACT_LABEL = 1 << 24
+
+
+def label_int(value: float, what: str, *, low: int = 0) -> int:
+    """``value`` as an int if it is a whole number in ``[low, 2**24]``; ValueError otherwise."""
+    if not (np.isfinite(value) and float(value).is_integer() and low <= value <= MAX_EXACT_LABEL):
+        raise ValueError(f"{what} {value!r} is not a whole number in [{low}, {MAX_EXACT_LABEL}]")
+    return int(value)
 
 
 def pack_irheader(label, image: bytes = b"", *, id: int = 0, id2: int = 0) -> bytes:  # noqa: A002
@@ -206,7 +225,7 @@ def read_index(idx_path) -> dict[int, int]:
                 if len(fields) != 2:
                     raise ValueError
                 key, offset = int(fields[0]), int(fields[1])
-                if key < 0 or offset < 0:
+                if not (0 <= key < 1 << 63 and 0 <= offset < 1 << 63):
                     raise ValueError
             except ValueError:
                 raise ValueError(
@@ -409,16 +428,19 @@ def read_property(path) -> tuple[int, int, int]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: property file not found")
-    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    text = read_bounded(path, 4096, what="property file").decode("utf-8", errors="replace").strip()
     fields = [f.strip() for f in text.split(",")]
     try:
-        if len(fields) != 3:
+        if len(fields) != 3 or any(len(f) > 9 for f in fields):
             raise ValueError
         values = tuple(int(f) for f in fields)
-        if min(values) <= 0:
+        if min(values) <= 0 or values[0] > MAX_EXACT_LABEL:
             raise ValueError
     except ValueError:
-        raise ValueError(f"{path}: expected 'num_classes,height,width' (positive integers), got {text[:80]!r}") from None
+        raise ValueError(
+            f"{path}: expected 'num_classes,height,width' (positive integers, at most {MAX_EXACT_LABEL} classes "
+            f"and 9 digits each), got {text[:80]!r}"
+        ) from None
     return values  # type: ignore[return-value]
 
 
@@ -526,14 +548,21 @@ class InsightFaceRecordSource:
         keys, labels = [], []
         for key in image_keys:
             try:
-                header = self.reader.read_header(key)
+                label = self._read_label(key)
             except RecordIOError as err:
                 self.skipped.append((key, str(err)))
                 continue
             keys.append(key)
-            labels.append(header.class_id)
+            labels.append(label)
         self.keys = keys
         self.labels = np.asarray(labels, dtype=np.int64)
+
+    def _read_label(self, key: int) -> int:
+        header = self.reader.read_header(key)
+        try:
+            return header.class_id
+        except ValueError as err:
+            raise RecordIOError(self.reader.rec_path, key, self.reader.offset(key), str(err)) from None
 
     def _image_keys(self) -> list[int]:
         reader = self.reader
@@ -547,14 +576,17 @@ class InsightFaceRecordSource:
             return reader.keys
         if meta.flag < 2:
             raise ValueError(f"{reader.rec_path}: meta record (key 0) has a {meta.flag}-element label; expected [L0, L1]")
-        l0 = int(meta.label[0])
-        if l0 < 1 or l0 != meta.label[0]:
-            raise ValueError(f"{reader.rec_path}: meta record (key 0) has L0={meta.label[0]}; expected an integer >= 1")
-        missing = [k for k in range(1, l0) if k not in reader]
-        if missing:
+        try:
+            l0 = label_int(meta.label[0], "L0", low=1)
+        except ValueError as err:
+            raise ValueError(f"{reader.rec_path}: meta record (key 0): {err}") from None
+        # Counted over the index (never materialising 1..L0-1, which a corrupt L0 makes huge).
+        present = sum(1 for k in reader.keys if 1 <= k < l0)
+        if present != l0 - 1:
+            first = list(itertools.islice((k for k in itertools.count(1) if k not in reader), 5))
             raise ValueError(
-                f"{reader.idx_path}: the meta record says images are keys 1..{l0 - 1}, but {len(missing)} of them "
-                f"are missing from the index (first: {missing[:5]})"
+                f"{reader.idx_path}: the meta record says images are keys 1..{l0 - 1}, but {l0 - 1 - present} of them "
+                f"are missing from the index (first: {first})"
             )
         return list(range(1, l0))
 

@@ -12,7 +12,6 @@ Use :func:`load_embedder` to pick the backend from a path or an in-memory Keras 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -233,27 +232,10 @@ def read_tflite_metadata(path) -> dict:
     object (by entry name), plus a side-car ``<model>.json`` next to the file (key ``"sidecar"``)
     and a bundle ``metadata.json`` in the same directory whose ``model.file`` names this file
     (key ``"bundle"``)."""
-    from ai_edge_litert import schema_py_generated as schema
+    from pocketnet_tf.export.metadata import read_metadata_entries
 
     path = Path(path)
-    found = {}
-    data = path.read_bytes()
-    try:
-        model = schema.Model.GetRootAs(data, 0)
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            buf = model.Buffers(entry.Buffer())
-            raw = buf.DataAsNumpy() if buf is not None and not buf.DataIsNone() else None
-            if raw is None or isinstance(raw, int):
-                continue
-            try:
-                value = json.loads(bytes(raw).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                continue
-            if isinstance(value, dict):
-                found[(entry.Name() or b"").decode("utf-8", "replace")] = value
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable .tflite flatbuffer ({type(err).__name__}: {err})") from None
+    found = read_metadata_entries(path)
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         value = _read_json(sidecar)
@@ -269,10 +251,9 @@ def read_tflite_metadata(path) -> dict:
 
 
 def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    from pocketnet_tf.bounded import loads_json, read_bounded
+
+    return loads_json(read_bounded(path, 1 << 20, what="metadata JSON file"), str(path))
 
 
 def normalization_from_metadata(metadata: dict):

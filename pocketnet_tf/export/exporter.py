@@ -19,7 +19,7 @@ import numpy as np
 
 from pocketnet_tf.export import bundle as bundle_lib
 from pocketnet_tf.export import metadata as metadata_lib
-from pocketnet_tf.export import quantize, rewrite, validate
+from pocketnet_tf.export import quantize, rewrite, seal, validate
 from pocketnet_tf.io_utils import atomic_path, write_json_atomic, write_text_atomic
 
 __all__ = ["ExportConfig", "ExportValidationError", "load_keras_model", "run_export"]
@@ -262,6 +262,9 @@ def run_export(config: ExportConfig) -> dict:
         write_json_atomic(stage / "golden" / "golden.json", golden)
         write_json_atomic(stage / "report.json", report)
         write_text_atomic(stage / "report.md", validate.markdown_report(report))
+        _carry_over(out, stage)
+        meta["bundle"] = seal.write_manifest(stage)
+        write_json_atomic(stage / "metadata.json", meta)
         _install(stage, out)
     return report
 
@@ -287,6 +290,20 @@ def _delegated(path: Path):
     from pocketnet_tf.export.runtime import is_fully_delegated
 
     return is_fully_delegated(path)
+
+
+def _carry_over(out: Path, stage: Path) -> None:
+    """Copies the files of ``out`` that the new bundle does not replace into ``stage`` before it is
+    sealed, so they are listed in its manifest (a failed conversion's report is not carried)."""
+    if not out.is_dir():
+        return
+    for item in out.iterdir():
+        if item.name in seal.FAILED_REPORTS or (stage / item.name).exists():
+            continue
+        if item.is_symlink():  # a sealed bundle holds no links
+            logging.warning("%s: a symbolic link is not carried into the new bundle", item)
+        else:
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
 
 
 def _install(stage: Path, out: Path) -> None:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketnet_tf.bounded import loads_json, read_bounded
 from pocketnet_tf.data import preprocess
 
 __all__ = [
     "METADATA_NAME", "SCHEMA", "build_metadata", "embed_metadata", "read_embedded_metadata", "sha256_file",
-    "embedded_view",
+    "embedded_view", "read_metadata_entries",
 ]
 
 METADATA_NAME = "pocketnet_tf"
@@ -110,8 +111,9 @@ def build_metadata(
 
 def embedded_view(metadata: dict) -> dict:
     """The side-car as stored inside the model: identical, with ``model.sha256`` and
-    ``model.size_bytes`` set to ``None``."""
-    view = copy.deepcopy(metadata)
+    ``model.size_bytes`` set to ``None`` and without the ``bundle`` seal (the manifest's hash
+    covers the model, so the model cannot hold it)."""
+    view = copy.deepcopy({k: v for k, v in metadata.items() if k != "bundle"})
     view["model"]["sha256"] = None
     view["model"]["size_bytes"] = None
     return view
@@ -136,37 +138,61 @@ def embed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
 
 
 def _name(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def read_embedded_metadata(path_or_bytes) -> dict:
-    """The JSON stored under :data:`METADATA_NAME` in a ``.tflite`` file or bytes.
+#: A flatbuffer cannot exceed 2 GiB; a converted model has a handful of metadata entries.
+MAX_TFLITE_BYTES = 2 << 30
+MAX_METADATA_ENTRIES = 1024
+
+
+def read_metadata_entries(path_or_bytes) -> dict[str, dict]:
+    """Every model-metadata entry of a ``.tflite`` (file or bytes) whose buffer is a JSON object,
+    by entry name: the one reader of embedded metadata (export, evaluation, verification).
 
     Raises:
-      ValueError: not a flatbuffer model, no such entry, or the entry is not a JSON object.
+      ValueError: naming the file, if it is not a readable flatbuffer model.
     """
     from ai_edge_litert import schema_py_generated as schema
 
     if isinstance(path_or_bytes, (str, Path)):
-        source, data = str(path_or_bytes), Path(path_or_bytes).read_bytes()
+        source = str(path_or_bytes)
+        data = read_bounded(path_or_bytes, MAX_TFLITE_BYTES, what=".tflite model")
     else:
         source, data = "<tflite bytes>", bytes(path_or_bytes)
+    found = {}
     try:
         model = schema.Model.GetRootAs(data, 0)
+        if model.MetadataLength() > MAX_METADATA_ENTRIES:
+            raise ValueError(f"{model.MetadataLength()} metadata entries (at most {MAX_METADATA_ENTRIES})")
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
-            if _name(entry.Name()) != METADATA_NAME:
+            buf = model.Buffers(entry.Buffer())
+            raw = buf.DataAsNumpy() if buf is not None and not buf.DataIsNone() else None
+            if raw is None or isinstance(raw, int):
                 continue
-            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
-            value = json.loads(bytes(raw).decode("utf-8"))
-            if not isinstance(value, dict):
-                raise ValueError(f"{source}: metadata {METADATA_NAME!r} is not a JSON object")
-            return value
-    except ValueError:
-        raise
+            try:
+                value = loads_json(bytes(raw), source)
+            except ValueError:
+                continue  # not a JSON entry (e.g. a runtime's own binary metadata)
+            if isinstance(value, dict):
+                found[_name(entry.Name() or b"")] = value
     except Exception as err:
         raise ValueError(f"{source}: not a readable .tflite model ({type(err).__name__}: {err})") from None
-    raise ValueError(f"{source}: no {METADATA_NAME!r} metadata entry")
+    return found
+
+
+def read_embedded_metadata(path_or_bytes) -> dict:
+    """The JSON object stored under :data:`METADATA_NAME` in a ``.tflite`` file or bytes.
+
+    Raises:
+      ValueError: not a flatbuffer model, or no such entry holding a JSON object.
+    """
+    entries = read_metadata_entries(path_or_bytes)
+    if METADATA_NAME not in entries:
+        source = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else "<tflite bytes>"
+        raise ValueError(f"{source}: no {METADATA_NAME!r} metadata entry holding a JSON object")
+    return entries[METADATA_NAME]
 
 
 def quantization_summary(tflite_bytes: bytes, mode: str) -> dict:

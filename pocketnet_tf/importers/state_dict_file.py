@@ -18,12 +18,13 @@ and bfloat16) as float32, integer and bool tensors with their own dtype.
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from pocketnet_tf.bounded import loads_json, read_bounded
 
 #: Keys under which training scripts commonly nest the model's state_dict.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "backbone")
@@ -34,6 +35,8 @@ _SAFETENSORS_DTYPES = {
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
 }
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+#: Far above any face model's checkpoint (iResNet-100 is ~250 MB).
+MAX_FILE_BYTES = 8 << 30
 
 
 def load_state_dict(path) -> dict[str, np.ndarray]:
@@ -121,16 +124,13 @@ def _to_numpy_tree(obj, torch, path: Path, where: str):
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    data = path.read_bytes()
+    data = read_bounded(path, MAX_FILE_BYTES, what="safetensors file")
     if len(data) < 8:
         raise ValueError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > min(_SAFETENSORS_MAX_HEADER, len(data) - 8):
         raise ValueError(f"{path}: not a safetensors file (header length {header_len} exceeds the file)")
-    try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: corrupt safetensors header ({err})") from None
+    header = loads_json(data[8 : 8 + header_len], f"{path}: corrupt safetensors header")
     if not isinstance(header, dict):
         raise ValueError(f"{path}: corrupt safetensors header (expected a JSON object)")
     buffer = memoryview(data)[8 + header_len :]
@@ -145,18 +145,19 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 def _safetensors_tensor(path: Path, key: str, info, buffer) -> np.ndarray:
     try:
         dtype_name, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
-        shape = tuple(int(d) for d in shape)
-        start, end = int(start), int(end)
+        if not isinstance(shape, list) or not all(type(v) is int for v in [*shape, start, end]):
+            raise TypeError
+        shape = tuple(shape)
     except (TypeError, KeyError, ValueError):
-        raise ValueError(f"{path}: tensor {key!r}: malformed safetensors entry {info!r}") from None
-    if dtype_name not in _SAFETENSORS_DTYPES:
+        raise ValueError(f"{path}: tensor {key!r}: malformed safetensors entry {str(info)[:200]}") from None
+    if not isinstance(dtype_name, str) or dtype_name not in _SAFETENSORS_DTYPES:
         raise ValueError(
             f"{path}: tensor {key!r}: unsupported dtype {dtype_name!r}; expected one of "
             f"{sorted(_SAFETENSORS_DTYPES)}"
         )
     itemsize = 2 if dtype_name == "BF16" else np.dtype(_SAFETENSORS_DTYPES[dtype_name]).itemsize
-    count = int(np.prod(shape, dtype=np.int64))
-    if any(d < 0 for d in shape) or not 0 <= start <= end <= len(buffer) or end - start != count * itemsize:
+    count = int(np.prod(shape, dtype=object))  # exact: an int64 product can wrap to a small number
+    if len(shape) > 32 or any(d < 0 for d in shape) or not 0 <= start <= end <= len(buffer) or end - start != count * itemsize:
         raise ValueError(
             f"{path}: tensor {key!r}: byte range [{start}, {end}) does not fit shape {list(shape)} "
             f"of {dtype_name} in a {len(buffer)}-byte buffer"

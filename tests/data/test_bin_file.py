@@ -163,3 +163,41 @@ def test_write_bin_validates_and_keeps_old_file_on_error(tmp_path):
     with pytest.raises(ValueError, match="image 0 is a str"):
         write_bin(path, ["a", "b"], [True])
     assert path.read_bytes() == before
+
+
+# A 69-byte pickle of ([], ndarray) whose _reconstruct call asks numpy for 10**8 int8 values up
+# front: before the bound, read_bin allocated ~800 MB (the array, then a 10**8-item list).
+_SHAPE_BOMB = (b"\x80\x02]q\x00cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+               b"J\x00\xe1\xf5\x05\x85U\x01b\x87R\x86.")
+
+
+def test_declared_shape_larger_than_the_file_is_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "bomb.bin"
+    path.write_bytes(_SHAPE_BOMB)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match=r"shape \(100000000,\) holds more values than the file has bytes \(69\)") as info:
+            read_bin(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(info.value)
+    assert peak < 1 << 20, f"{peak} bytes traced while refusing a 69-byte file"
+
+
+def test_label_count_is_checked_before_the_labels_are_converted(tmp_path):
+    path = tmp_path / "many_labels.bin"
+    path.write_bytes(pickle.dumps(([b"a", b"b"], np.zeros(50_000, dtype=bool)), protocol=2))
+    with pytest.raises(ValueError, match="2 images for 50000 pairs"):
+        read_bin(path)
+
+
+def test_special_files_are_refused(tmp_path):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("needs /dev/zero")
+    link = tmp_path / "zero.bin"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="zero.bin: verification .bin file is not a regular file"):
+        read_bin(link)

@@ -190,3 +190,58 @@ def test_write_insightface_rejects_unsorted_labels(tmp_path):
     with pytest.raises(ValueError, match="2 images for 3 labels"):
         recordio.write_insightface_rec(tmp_path, [0, 0, 1], [b"a", b"b"], image_size=(8, 8))
     assert not (tmp_path / "train.rec").exists()
+
+
+def _records(tmp_path, entries):
+    with recordio.RecordIOWriter(tmp_path / "train.rec") as writer:
+        for key, payload in entries:
+            writer.write(key, payload)
+
+
+@pytest.mark.parametrize("label", [0.7, float("nan"), float("inf"), -1.0, 3e38])
+def test_image_labels_must_be_whole_numbers(tmp_path, label):
+    # 0.7 used to become class 0 silently; inf raised OverflowError, NaN a bare ValueError.
+    _records(tmp_path, [(0, recordio.pack_irheader(0.0, b"ok")), (1, recordio.pack_irheader(label, b"bad")),
+                        (2, recordio.pack_irheader(3.0, b"ok"))])
+    source = recordio.InsightFaceRecordSource(tmp_path)
+    assert source.keys == [0, 2] and source.labels.tolist() == [0, 3]
+    ((key, message),) = source.skipped
+    assert key == 1
+    assert f"train.rec: record key 1 at byte offset {source.reader.offset(1)}: class label" in message
+    assert "is not a whole number in [0, 16777216]" in message
+
+
+@pytest.mark.parametrize("l0, message", [
+    (1e7, r"keys 1\.\.9999999, but 9999998 of them are missing from the index \(first: \[2, 3, 4, 5, 6\]\)"),
+    (float("inf"), r"meta record \(key 0\): L0 inf is not a whole number"),
+    (float("nan"), r"meta record \(key 0\): L0 nan is not a whole number"),
+    (2.5, r"meta record \(key 0\): L0 2.5 is not a whole number"),
+])
+def test_meta_record_values_are_checked_without_allocating(tmp_path, l0, message):
+    import tracemalloc
+
+    _records(tmp_path, [(0, recordio.pack_irheader([l0, 3.0])), (1, recordio.pack_irheader(0.0, b"x"))])
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message) as info:
+            recordio.InsightFaceRecordSource(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(tmp_path) in str(info.value)
+    assert peak < 4 << 20, f"{peak} bytes traced (a 10**7-key list was ~400 MB)"
+
+
+@pytest.mark.parametrize("line", ["1\t99999999999999999999", "99999999999999999999\t0", "1\tinf", "1\tnan"])
+def test_index_offsets_must_fit_a_file_position(tmp_path, line):
+    (tmp_path / "x.idx").write_text(f"0\t0\n{line}\n")
+    with pytest.raises(ValueError, match=r"x.idx: line 2: expected '<key>\\t<byte offset>'"):
+        recordio.read_index(tmp_path / "x.idx")
+
+
+@pytest.mark.parametrize("text", ["inf,112,112", "nan,112,112", "1e9,112,112", "99999999999,112,112",
+                                  "99999999,112,112", "3," + "9" * 4000 + ",112"], ids=range(6))
+def test_property_values_are_bounded(tmp_path, text):
+    (tmp_path / "property").write_text(text)
+    with pytest.raises(ValueError, match=r"property: expected 'num_classes,height,width'"):
+        recordio.read_property(tmp_path / "property")

@@ -11,8 +11,9 @@ from pocketnet_tf.data.bin_file import write_bin
 from pocketnet_tf.export import bundle, metadata
 from pocketnet_tf.export.exporter import ExportConfig, ExportValidationError, run_export
 from tests.export import support
+from tests.export.test_seal import reseal
 
-BUNDLE_FILES = {"model.tflite", "metadata.json", "golden", "report.json", "report.md"}
+BUNDLE_FILES = {"model.tflite", "metadata.json", "manifest.json", "golden", "report.json", "report.md"}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,10 @@ def test_metadata_round_trip_sidecar_equals_embedded(fp32_bundle):
     embedded = metadata.read_embedded_metadata(out / "model.tflite")
     assert embedded == metadata.embedded_view(sidecar)
     assert embedded["model"]["sha256"] is None and embedded["model"]["size_bytes"] is None
-    assert {k: v for k, v in embedded.items() if k != "model"} == {k: v for k, v in sidecar.items() if k != "model"}
+    # The seal is the only other difference: the manifest hashes the model, so the model cannot hold it.
+    assert set(sidecar) - set(embedded) == {"bundle"}
+    assert {k: v for k, v in embedded.items() if k != "model"} == {
+        k: v for k, v in sidecar.items() if k not in ("model", "bundle")}
 
 
 def test_eval_embedder_reads_the_bundle_normalisation(fp32_bundle, data):
@@ -120,6 +124,9 @@ def test_verify_bundle_fails_on_input_not_matching_image(fp32_bundle, tmp_path):
     values = np.frombuffer(path.read_bytes(), "<f4").copy()
     values[:10] = 0.0
     path.write_bytes(values.astype("<f4").tobytes())
+    with pytest.raises(bundle.BundleError, match="face_000.input.f32: .* does not match .*manifest.json"):
+        bundle.verify_bundle(target)
+    reseal(target)  # the seal made consistent again: the preprocessing check itself still refuses it
     with pytest.raises(bundle.BundleError, match="normalised as metadata.json says"):
         bundle.verify_bundle(target)
 

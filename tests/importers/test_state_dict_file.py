@@ -163,3 +163,32 @@ def test_a_tensor_that_is_not_dense_is_named(torch, tmp_path):
     torch.save({"w": torch.ones(2), "s": torch.eye(3).to_sparse()}, tmp_path / "sparse.pth")
     with pytest.raises(ValueError, match=r"sparse\.pth: tensor 's' \(torch\.float32, layout torch\.sparse_coo\) cannot be read"):
         load_state_dict(tmp_path / "sparse.pth")
+
+
+@pytest.mark.parametrize("entry, message", [
+    # 2**32 * 2**32 wraps to 0 in int64: the old size check passed and reshape raised bare ValueError.
+    ({"dtype": "F32", "shape": [2**32, 2**32], "data_offsets": [0, 0]}, "does not fit shape"),
+    ({"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}, "malformed safetensors entry"),
+    ({"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}, "unsupported dtype"),
+    ({"dtype": "F32", "shape": [2], "data_offsets": "ab"}, "malformed safetensors entry"),
+])
+def test_safetensors_entries_are_bounded_and_typed(tmp_path, entry, message):
+    import json
+    import struct
+
+    text = json.dumps({"w": entry}).encode()
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(8))
+    with pytest.raises(ValueError, match=message) as info:
+        load_state_dict(path)
+    assert str(path) in str(info.value)
+
+
+def test_safetensors_deeply_nested_header_is_an_error(tmp_path):
+    import struct
+
+    text = b'{"__metadata__": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text)
+    with pytest.raises(ValueError, match="deep.safetensors: corrupt safetensors header: not valid JSON .nesting deeper"):
+        load_state_dict(path)

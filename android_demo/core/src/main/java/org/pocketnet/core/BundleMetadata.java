@@ -43,6 +43,9 @@ public final class BundleMetadata {
   /** The FAR the threshold was calibrated for ({@code verification.far_target}), or NaN. */
   public final double farTarget;
 
+  /** SHA-256 of the bundle's {@code manifest.json} ({@code bundle.manifest_sha256}): the seal. */
+  public final String manifestSha256;
+
   private BundleMetadata(JsonObject root) {
     source = root.source();
     String schema = root.getString("schema");
@@ -59,6 +62,9 @@ public final class BundleMetadata {
       throw model.invalid("sha256", "must be 64 hex digits");
     }
     mode = model.getString("mode");
+    if (!GoldenSet.TOLERANCES.containsKey(mode)) {
+      throw model.invalid("mode", "\"" + mode + "\" is not one of " + GoldenSet.TOLERANCES.keySet());
+    }
 
     JsonObject input = root.getObject("input");
     int[] shape = input.getIntArray("shape", 4);
@@ -109,6 +115,13 @@ public final class BundleMetadata {
         throw verification.invalid("threshold", "must be a cosine in [-1, 1], got " + threshold);
       }
       farTarget = verification.getDouble("far_target");
+    }
+
+    JsonObject seal = root.getObject("bundle");
+    expectString(seal, "manifest", BundleSeal.MANIFEST_FILE);
+    manifestSha256 = seal.getString("manifest_sha256");
+    if (!BundleSeal.isHex64(manifestSha256)) {
+      throw seal.invalid("manifest_sha256", "must be 64 lowercase hex digits");
     }
   }
 

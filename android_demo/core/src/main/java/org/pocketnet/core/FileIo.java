@@ -27,6 +27,42 @@ public final class FileIo {
     }
   }
 
+  /**
+   * The bytes of {@code file}, refused unless it is a regular file (not a symlink, device or FIFO)
+   * of at most {@code maxBytes} bytes; never reads more than that size plus one byte.
+   */
+  public static byte[] readBounded(File file, long maxBytes) throws IOException {
+    java.nio.file.Path path = file.toPath();
+    java.nio.file.attribute.BasicFileAttributes attrs;
+    try {
+      attrs = Files.readAttributes(
+          path, java.nio.file.attribute.BasicFileAttributes.class, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+    } catch (java.nio.file.NoSuchFileException e) {
+      throw new java.io.FileNotFoundException(file + ": no such file");
+    }
+    if (attrs.isSymbolicLink()) {
+      throw new IOException(file + ": symbolic links are not allowed in a bundle");
+    }
+    if (!attrs.isRegularFile()) {
+      throw new IOException(file + ": not a regular file");
+    }
+    if (attrs.size() > maxBytes) {
+      throw new IOException(file + ": " + attrs.size() + " bytes; at most " + maxBytes + " are accepted");
+    }
+    byte[] out = new byte[(int) attrs.size()];
+    int got = 0;
+    try (InputStream in = Files.newInputStream(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      int n;
+      while (got < out.length && (n = in.read(out, got, out.length - got)) > 0) {
+        got += n;
+      }
+      if (got != out.length || in.read() != -1) {
+        throw new IOException(file + ": changed size while being read");
+      }
+    }
+    return out;
+  }
+
   public static byte[] readAll(InputStream in) throws IOException {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     byte[] buf = new byte[1 << 16];

@@ -12,8 +12,9 @@ import java.util.List;
  *       input tensor within {@value #INPUT_TOLERANCE} per value (the specification's tolerance);
  *       values that are not bit-identical are counted as well;
  *   <li><b>inference</b> (when an {@link Embedder} is given, e.g. LiteRT on a phone): the
- *       embedding of the golden input must reach cosine ≥ {@code tolerance.min_cosine} to the
- *       stored one, with max |difference| ≤ {@code tolerance.max_abs_error_relative · max|stored|}.
+ *       embedding of the golden input must reach cosine ≥ {@code min_cosine} to the
+ *       stored one, with max |difference| ≤ {@code max_abs_error_relative · max|stored|}, both from the
+ *       fixed per-mode table {@link GoldenSet#TOLERANCES} (never looser than golden.json's).
  * </ol>
  */
 public final class GoldenCheck {

@@ -9,7 +9,9 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Locale;
 
 /**
@@ -25,6 +27,22 @@ public final class GoldenSet {
   public static final String SCHEMA = "pocketnet_tf.golden/1";
   public static final String DIR = "golden";
   public static final String INDEX = "golden.json";
+
+  /**
+   * The fixed per-mode tolerances {min cosine, max |diff| relative to max |stored|} (the table of
+   * {@code pocketnet_tf.export.seal.GOLDEN_TOLERANCES}); golden.json may only be as strict or stricter.
+   */
+  public static final Map<String, double[]> TOLERANCES;
+
+  static {
+    Map<String, double[]> t = new LinkedHashMap<>();
+    t.put("fp32", new double[] {0.99999, 1e-4});
+    t.put("fp16", new double[] {0.9999, 1e-3});
+    t.put("dynamic", new double[] {0.999, 1e-2});
+    t.put("int8", new double[] {0.995, 5e-2});
+    t.put("int16x8", new double[] {0.999, 1e-2});
+    TOLERANCES = Collections.unmodifiableMap(t);
+  }
 
   /** One test vector. */
   public static final class Case {
@@ -43,7 +61,7 @@ public final class GoldenSet {
     }
   }
 
-  /** Minimum cosine between a runtime's embedding and the stored one. */
+  /** Minimum cosine between a runtime's embedding and the stored one (the mode's fixed tolerance). */
   public final double minCosine;
   /** Allowed max |difference| as a fraction of the stored embedding's largest magnitude. */
   public final double maxAbsErrorRelative;
@@ -64,7 +82,9 @@ public final class GoldenSet {
       throw new FileNotFoundException(indexFile + ": the bundle has no golden vectors");
     }
     JsonObject index =
-        Json.parseObject(new String(FileIo.readAll(indexFile), StandardCharsets.UTF_8), indexFile.getPath());
+        Json.parseObject(
+            new String(FileIo.readBounded(indexFile, BundleSeal.MAX_JSON_BYTES), StandardCharsets.UTF_8),
+            indexFile.getPath());
     String schema = index.getString("schema");
     if (!SCHEMA.equals(schema)) {
       throw index.invalid("schema", "is \"" + schema + "\"; this app reads \"" + SCHEMA + "\"");
@@ -92,10 +112,13 @@ public final class GoldenSet {
       throw index.invalid("embedding_size", "is " + d + ", the metadata says " + meta.embeddingSize);
     }
     JsonObject tol = index.getObject("tolerance");
-    double minCosine = tol.getDouble("min_cosine");
-    double relative = tol.getDouble("max_abs_error_relative");
-    if (!(minCosine > 0 && minCosine <= 1) || !(relative >= 0 && relative < 1)) {
-      throw tol.invalid("min_cosine", "and max_abs_error_relative must be in (0, 1] and [0, 1)");
+    double[] table = TOLERANCES.get(meta.mode);
+    double minCosine = table[0];
+    double relative = table[1];
+    if (!(tol.getDouble("min_cosine") >= minCosine && tol.getDouble("max_abs_error_relative") <= relative)) {
+      throw tol.invalid(
+          "min_cosine", "and max_abs_error_relative are looser than the fixed " + meta.mode + " tolerance ("
+              + minCosine + ", " + relative + ")");
     }
     JsonObject[] entries = index.getObjectArray("cases");
     if (entries.length == 0) {
@@ -129,7 +152,7 @@ public final class GoldenSet {
     if (!f.isFile()) {
       throw new FileNotFoundException(f + ": golden file listed in " + INDEX + " not found");
     }
-    byte[] data = FileIo.readAll(f);
+    byte[] data = FileIo.readBounded(f, BundleSeal.MAX_GOLDEN_BYTES);
     String expected = entry.getString(key + "_sha256").toLowerCase(Locale.ROOT);
     String actual = FileIo.sha256Hex(data);
     if (!actual.equals(expected)) {

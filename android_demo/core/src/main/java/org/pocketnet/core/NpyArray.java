@@ -197,6 +197,10 @@ public final class NpyArray {
     long count = 1;
     for (int s : shape) {
       count *= s;
+      if (count > bytes.length) { // also keeps the product far from overflowing a long
+        throw new IllegalArgumentException(
+            source + ": .npy shape " + Arrays.toString(shape) + " holds more values than the file has bytes");
+      }
     }
     long need = count * dtype.itemSize;
     int dataStart = headerStart + headerLen;
@@ -288,6 +292,9 @@ public final class NpyArray {
         }
         if (start == pos) {
           throw bad("expected a dimension");
+        }
+        if (pos - start > 10) {
+          throw bad("dimension too large");
         }
         long d = Long.parseLong(s.substring(start, pos));
         if (d > Integer.MAX_VALUE) {

@@ -97,10 +97,14 @@ public final class Png {
     Inflater inflater = new Inflater();
     try {
       inflater.setInput(compressed);
-      byte[] out = new byte[expected];
+      // Grown as data arrives: a small file declaring a large image allocates only what it holds.
+      byte[] out = new byte[Math.min(expected, 1 << 16)];
       int got = 0;
       while (got < expected && !inflater.finished()) {
-        int n = inflater.inflate(out, got, expected - got);
+        if (got == out.length) {
+          out = java.util.Arrays.copyOf(out, (int) Math.min(expected, 2L * out.length));
+        }
+        int n = inflater.inflate(out, got, out.length - got);
         if (n == 0 && (inflater.needsInput() || inflater.needsDictionary())) {
           break;
         }

@@ -39,7 +39,41 @@ public class BundleTest {
         + " \"output\": {\"name\": \"out\", \"shape\": [1, 2], \"dtype\": \"float32\", \"quantization\": null,"
         + " \"embedding_size\": 2, \"l2_normalized\": false},"
         + " \"alignment\": {\"template\": [[1, 1], [2, 1], [1.5, 2], [1, 3], [2, 3]], \"output_size\": [4, 2]},"
-        + " \"verification\": " + verification + "}";
+        + " \"verification\": " + verification + ","
+        + " \"bundle\": {\"manifest\": \"manifest.json\", \"manifest_sha256\": \"" + UNSEALED + "\"}}";
+  }
+
+  /** The manifest hash {@link #metadata()} states until {@link #seal} writes the real one. */
+  static final String UNSEALED = "0000000000000000000000000000000000000000000000000000000000000000";
+
+  /**
+   * Writes {@code dir/manifest.json} over every file but the metadata and the manifest (sorted by
+   * path, as the converter does) and puts its SHA-256 into {@code dir/metadata.json}.
+   */
+  static void seal(File dir) throws IOException {
+    java.util.List<String> names = new java.util.ArrayList<>();
+    java.nio.file.Path root = dir.toPath();
+    try (java.util.stream.Stream<java.nio.file.Path> all = java.nio.file.Files.walk(root)) {
+      all.filter(java.nio.file.Files::isRegularFile)
+          .map(p -> root.relativize(p).toString().replace(File.separatorChar, '/'))
+          .filter(n -> !n.equals("metadata.json") && !n.equals("manifest.json"))
+          .sorted()
+          .forEach(names::add);
+    }
+    StringBuilder files = new StringBuilder();
+    for (String name : names) {
+      byte[] data = FileIo.readAll(new File(dir, name));
+      files.append(files.length() == 0 ? "" : ", ").append("{\"path\": \"").append(name)
+          .append("\", \"bytes\": ").append(data.length).append(", \"sha256\": \"")
+          .append(FileIo.sha256Hex(data)).append("\"}");
+    }
+    byte[] manifest = ("{\"schema\": \"pocketnet_tf.bundle_manifest/1\", \"files\": [" + files + "]}")
+        .getBytes(StandardCharsets.UTF_8);
+    FileIo.writeAtomic(new File(dir, "manifest.json"), manifest);
+    File metaFile = new File(dir, "metadata.json");
+    String meta = new String(FileIo.readAll(metaFile), StandardCharsets.UTF_8)
+        .replaceAll("\"manifest_sha256\": \"[0-9a-f]*\"", "\"manifest_sha256\": \"" + FileIo.sha256Hex(manifest) + "\"");
+    FileIo.writeAtomic(metaFile, meta.getBytes(StandardCharsets.UTF_8));
   }
 
   static String metadata() {
@@ -173,6 +207,7 @@ public class BundleTest {
             + " \"tolerance\": {\"min_cosine\": 0.995, \"max_abs_error_relative\": 0.05},"
             + " \"cases\": [" + cases + "]}";
     FileIo.writeAtomic(new File(dir, "golden/golden.json"), index.getBytes(StandardCharsets.UTF_8));
+    seal(dir);
     return dir;
   }
 
@@ -233,10 +268,10 @@ public class BundleTest {
     assertTrue(r2.failures.get(0), r2.failures.get(0).startsWith("face_001.png: preprocessing differs"));
   }
 
+  /** Opening the bundle or reading its golden set fails with a message containing {@code fragment}. */
   private static void assertGoldenRefused(File dir, String fragment) throws Exception {
-    VerificationBundle b = VerificationBundle.open(dir);
     try {
-      b.golden();
+      VerificationBundle.open(dir).golden();
       fail("accepted golden vectors in " + dir);
     } catch (IOException | IllegalArgumentException e) {
       assertTrue(e.getMessage(), e.getMessage().contains(fragment));
@@ -259,16 +294,21 @@ public class BundleTest {
     String zeros = "0000000000000000000000000000000000000000000000000000000000000000";
     FileIo.writeAtomic(index, text.replace("\"model_sha256\": \"" + sha(), "\"model_sha256\": \"" + zeros)
         .getBytes(StandardCharsets.UTF_8));
+    assertGoldenRefused(otherModel, "golden.json: SHA-256");
+    seal(otherModel);
     assertGoldenRefused(otherModel, "made for another model");
 
     File escape = writeBundle(inputs);
     index = new File(escape, "golden/golden.json");
     text = new String(FileIo.readAll(index), StandardCharsets.UTF_8);
     FileIo.writeAtomic(index, text.replace("\"face_000.png\"", "\"../metadata.json\"").getBytes(StandardCharsets.UTF_8));
+    seal(escape);
     assertGoldenRefused(escape, "plain file name in golden/");
 
     File missing = writeBundle(inputs);
     new File(missing, "golden/golden.json").delete();
+    assertGoldenRefused(missing, "golden.json: listed in");
+    seal(missing);
     assertGoldenRefused(missing, "the bundle has no golden vectors");
   }
 
@@ -291,5 +331,96 @@ public class BundleTest {
     } catch (java.io.FileNotFoundException e) {
       assertTrue(e.getMessage(), e.getMessage().contains("model file named in"));
     }
+  }
+
+  // ------------------------------------------------------------------------------------ the seal
+
+  private static void append(File f, byte[] extra) throws IOException {
+    byte[] old = FileIo.readAll(f);
+    byte[] out = java.util.Arrays.copyOf(old, old.length + extra.length);
+    System.arraycopy(extra, 0, out, old.length, extra.length);
+    FileIo.writeAtomic(f, out);
+  }
+
+  @Test
+  public void theSealRefusesEveryChangedMissingExtraOrLinkedFile() throws Exception {
+    // (A flipped bit in a golden file: goldenFilesAreCheckedAgainstTheIndex.)
+    float[][] inputs = {normalized(0), normalized(1)};
+    File appended = writeBundle(inputs);
+    append(new File(appended, "golden/face_000.png"), "appended".getBytes(StandardCharsets.US_ASCII));
+    assertGoldenRefused(appended, "face_000.png: SHA-256");
+
+    File extra = writeBundle(inputs);
+    FileIo.writeAtomic(new File(extra, "golden/extra.png"), new byte[] {1});
+    assertGoldenRefused(extra, "golden/extra.png: not listed in");
+    // A failed later conversion's report beside the bundle is not part of it.
+    File failed = writeBundle(inputs);
+    FileIo.writeAtomic(new File(failed, "failed_report.json"), new byte[] {'{', '}'});
+    assertEquals(2, VerificationBundle.open(failed).golden().cases.size());
+
+    File manifest = writeBundle(inputs);
+    append(new File(manifest, "manifest.json"), new byte[] {' '});
+    assertGoldenRefused(manifest, "manifest.json: SHA-256");
+
+    File zero = writeBundle(inputs);
+    File meta = new File(zero, "metadata.json");
+    meta.delete();
+    java.nio.file.Files.createSymbolicLink(meta.toPath(), new File("/dev/zero").toPath());
+    assertGoldenRefused(zero, "metadata.json: symbolic links are not allowed");
+
+    File linked = writeBundle(inputs);
+    File png = new File(linked, "golden/face_000.png");
+    File moved = new File(tmpRoot(linked), "elsewhere.png");
+    java.nio.file.Files.move(png.toPath(), moved.toPath());
+    java.nio.file.Files.createSymbolicLink(png.toPath(), moved.toPath());
+    assertGoldenRefused(linked, "face_000.png: symbolic links are not allowed");
+
+    File unsealed = writeBundle(inputs);
+    String text = new String(FileIo.readAll(new File(unsealed, "metadata.json")), StandardCharsets.UTF_8);
+    FileIo.writeAtomic(new File(unsealed, "metadata.json"),
+        text.substring(0, text.indexOf(", \"bundle\"")).concat("}").getBytes(StandardCharsets.UTF_8));
+    assertGoldenRefused(unsealed, "bundle");
+  }
+
+  private File tmpRoot(File bundle) {
+    return bundle.getParentFile();
+  }
+
+  @Test
+  public void toleranceComesFromTheFixedTableAndMayNotBeLoosened() throws Exception {
+    File loose = writeBundle(new float[][] {normalized(0), normalized(1)});
+    File index = new File(loose, "golden/golden.json");
+    String text = new String(FileIo.readAll(index), StandardCharsets.UTF_8);
+    FileIo.writeAtomic(index, text.replace("\"min_cosine\": 0.995", "\"min_cosine\": -1")
+        .getBytes(StandardCharsets.UTF_8));
+    seal(loose);
+    assertGoldenRefused(loose, "looser than the fixed int8 tolerance (0.995, 0.05)");
+    // A stricter golden.json is accepted, but the table's tolerance is the one applied.
+    FileIo.writeAtomic(index, text.replace("\"min_cosine\": 0.995", "\"min_cosine\": 0.9999999")
+        .getBytes(StandardCharsets.UTF_8));
+    seal(loose);
+    GoldenSet strict = VerificationBundle.open(loose).golden();
+    assertEquals(0.995, strict.minCosine, 0);
+    assertEquals(0.05, strict.maxAbsErrorRelative, 0);
+  }
+
+  @Test
+  public void malformedMetadataIsAnErrorNamingTheFile() throws Exception {
+    String[] bad = {"not json", "[]", "{\"schema\": 5}", "{\"schema\": \"pocketnet_tf.tflite_metadata/1\"}",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"};
+    for (String text : bad) {
+      File dir = writeBundle(new float[][] {normalized(0), normalized(1)});
+      File meta = new File(dir, "metadata.json");
+      FileIo.writeAtomic(meta, text.getBytes(StandardCharsets.UTF_8));
+      try {
+        VerificationBundle.open(dir);
+        fail("accepted " + text);
+      } catch (IllegalArgumentException ex) {
+        assertTrue(ex.getMessage(), ex.getMessage().startsWith(meta.getPath() + ": "));
+      }
+    }
+    File big = writeBundle(new float[][] {normalized(0), normalized(1)});
+    FileIo.writeAtomic(new File(big, "metadata.json"), new byte[(int) BundleSeal.MAX_JSON_BYTES + 1]);
+    assertGoldenRefused(big, "metadata.json: 1048577 bytes; at most 1048576 are accepted");
   }
 }
