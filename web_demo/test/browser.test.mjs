@@ -155,4 +155,28 @@ describe('bundle refusal', () => {
     assert.match(await page.$eval('#status', (el) => el.textContent), /^bundle refused: model\.tflite: sha256/);
     await page.close();
   });
+
+  test('a sealed bundle loads; broken seals, schema and input spec are refused', async () => {
+    const sealed = await serve(fixture('bundle_sealed'));
+    try {
+      const { page, state } = await openDemo(browser, sealed.url);
+      assert.equal(state.error, null, JSON.stringify(state.error));
+      assert.equal(await page.evaluate(() => window.demoApi.state.demo.bundle.sealed), true);
+      assert.match(await page.$eval('#bundle', (el) => el.textContent), /sealed/);
+      await page.close();
+    } finally {
+      await sealed.close();
+    }
+    for (const [name, message] of Object.entries(readJson('refusals.json'))) {
+      const server = await serve(fixture(name), ['--nocheck_bundle']);
+      try {
+        const { page, state } = await openDemo(browser, server.url);
+        assert.ok(state.error?.bundle, `${name}: not refused (${JSON.stringify(state.error)})`);
+        assert.ok(state.error.message.startsWith(message), `${name}: ${state.error.message}`);
+        await page.close();
+      } finally {
+        await server.close();
+      }
+    }
+  });
 });

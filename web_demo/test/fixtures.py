@@ -7,6 +7,9 @@ Writes into OUT_DIR (skipping what exists):
 * ``bundle_fp32/``, ``bundle_int8/``: bundles of a tiny Keras model (the Android tests' model)
   written by ``python -m pocketnet_tf.convert`` from a synthetic RecordIO set and ``.bin``;
 * ``bundle_tampered/``: ``bundle_fp32`` with one byte of model.tflite flipped;
+* ``bundle_sealed/``: ``bundle_fp32`` sealed with ``manifest.json`` (the agreed format), and
+  broken variants listed in ``refusals.json`` (sealed file changed, manifest changed, wrong
+  metadata schema, input spec the model does not have);
 * ``scenes/``: each fp32 golden face placed into a 320x240 scene by a known similarity, with
   ``cases.json`` holding its 5 landmarks, pocketnet_tf's 5-point crop and model input, BlazeFace's
   raw outputs, detections and keypoint crop (what the page must reproduce);
@@ -62,6 +65,59 @@ def tamper(root: Path, source: Path) -> Path:
     model[len(model) // 2] ^= 0x01
     (out / "model.tflite").write_bytes(bytes(model))
     return out
+
+
+def _copy(root: Path, source: Path, name: str) -> Path:
+    out = root / name
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(source, out)
+    return out
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def seal(root: Path, source: Path) -> Path:
+    """``bundle_sealed``: ``source`` with ``manifest.json`` and ``metadata.bundle`` in the agreed sealed
+    format (every regular file but metadata.json/manifest.json, sorted, with size and SHA-256)."""
+    out = _copy(root, source, "bundle_sealed")
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("metadata.json", "manifest.json"))
+    manifest = {"schema": "pocketnet_tf.bundle_manifest/1", "files": [
+        {"path": p.relative_to(out).as_posix(), "bytes": p.stat().st_size, "sha256": _sha(p.read_bytes())} for p in files]}
+    _write_json(out / "manifest.json", manifest)
+    meta = json.loads((out / "metadata.json").read_text())
+    meta["bundle"] = {"manifest": "manifest.json", "manifest_sha256": _sha((out / "manifest.json").read_bytes())}
+    _write_json(out / "metadata.json", meta)
+    return out
+
+
+def broken_variants(root: Path, fp32: Path, sealed: Path) -> dict:
+    """Bundles the page must refuse, each with the start of the message it must show."""
+    variants = {}
+    out = _copy(root, sealed, "bundle_bad_golden")  # a golden embedding changed after sealing
+    emb = out / "golden" / "face_001.embedding.f32"
+    data = bytearray(emb.read_bytes())
+    data[0] ^= 0x80
+    emb.write_bytes(bytes(data))
+    variants["bundle_bad_golden"] = "golden/face_001.embedding.f32: sha256 "
+    out = _copy(root, sealed, "bundle_bad_manifest")  # manifest edited to match the changed file
+    (out / "manifest.json").write_text((out / "manifest.json").read_text().replace('"bytes": ', '"bytes":  ', 1))
+    variants["bundle_bad_manifest"] = "manifest.json: sha256 "
+    out = _copy(root, fp32, "bundle_bad_schema")
+    meta = json.loads((out / "metadata.json").read_text())
+    meta["schema"] = "pocketnet_tf.tflite_metadata/0"
+    _write_json(out / "metadata.json", meta)
+    variants["bundle_bad_schema"] = "metadata.json: schema "
+    out = _copy(root, fp32, "bundle_bad_input")  # consistent metadata that the model does not have
+    meta = json.loads((out / "metadata.json").read_text())
+    meta["input"]["shape"] = [1, 96, 96, 3]
+    meta["alignment"]["output_size"] = [96, 96]
+    _write_json(out / "metadata.json", meta)
+    variants["bundle_bad_input"] = "model.tflite: input [1,112,112,3] float32 disagrees with metadata.json"
+    _write_json(root / "refusals.json", variants)
+    return variants
 
 
 def _similarity(scale, angle_deg, tx, ty) -> np.ndarray:
@@ -156,6 +212,7 @@ def main(out: str) -> None:
     fp32 = convert(root, "fp32")
     convert(root, "int8")
     tamper(root, fp32)
+    broken_variants(root, fp32, seal(root, fp32))
     if not (root / "scenes" / "cases.json").exists():
         scenes(root, fp32, detect.BlazeFaceDetector())
     camera(root)
