@@ -30,7 +30,7 @@ def run(config) -> dict | None:
         summary = build.build_site(files, config.out)
         print(f"wrote {len(summary['files'])} files to {config.out}")
         return summary
-    server.serve(files, config.port, quiet=config.quiet)
+    server.serve(files, config.port, quiet=config.quiet, isolation=config.isolation)
     return None
 
 

@@ -17,6 +17,7 @@ class WebDemoConfig:
     web_root: str | None = None
     detector: str | None = None
     check_bundle: bool = True
+    isolation: bool = True
     quiet: bool = False
 
     def __post_init__(self):

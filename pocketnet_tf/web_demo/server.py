@@ -31,7 +31,7 @@ def _content_type(path: str) -> str:
     return _TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def _handler(files: dict[str, Path], quiet: bool):
+def _handler(files: dict[str, Path], quiet: bool, isolation: bool):
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "pocketnet_tf-web-demo"
 
@@ -63,7 +63,7 @@ def _handler(files: dict[str, Path], quiet: bool):
             self._send(False)
 
         def end_headers(self):
-            for key, value in ISOLATION_HEADERS.items():
+            for key, value in ISOLATION_HEADERS.items() if isolation else ():
                 self.send_header(key, value)
             super().end_headers()
 
@@ -74,16 +74,18 @@ def _handler(files: dict[str, Path], quiet: bool):
     return Handler
 
 
-def make_server(files: dict[str, Path], port: int, *, quiet: bool = False) -> http.server.ThreadingHTTPServer:
-    """A threading HTTP server on 127.0.0.1:``port`` (0: any free port) serving ``files``."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(dict(files), quiet))
+def make_server(files: dict[str, Path], port: int, *, quiet: bool = False,
+                isolation: bool = True) -> http.server.ThreadingHTTPServer:
+    """A threading HTTP server on 127.0.0.1:``port`` (0: any free port) serving ``files``, with the
+    cross-origin isolation headers unless ``isolation`` is off."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(dict(files), quiet, isolation))
     server.daemon_threads = True
     return server
 
 
-def serve(files: dict[str, Path], port: int, *, quiet: bool = False) -> None:
+def serve(files: dict[str, Path], port: int, *, quiet: bool = False, isolation: bool = True) -> None:
     """Serves until interrupted; prints the URL once listening."""
-    server = make_server(files, port, quiet=quiet)
+    server = make_server(files, port, quiet=quiet, isolation=isolation)
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     print(f"serving the web demo at {url} (Ctrl-C to stop)", flush=True)
     try:

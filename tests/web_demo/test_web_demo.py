@@ -91,6 +91,14 @@ def test_server_serves_only_the_site_with_isolation_headers(files, bundle):
     finally:
         httpd.shutdown()
         httpd.server_close()
+    plain = server.make_server(files, 0, quiet=True, isolation=False)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    try:
+        status, headers, _ = _get(f"http://127.0.0.1:{plain.server_address[1]}/bundle/metadata.json")
+        assert status == 200 and not set(server.ISOLATION_HEADERS) & set(headers)
+    finally:
+        plain.shutdown()
+        plain.server_close()
 
 
 def test_build_writes_the_site_atomically_with_a_listing(files, tmp_path):
