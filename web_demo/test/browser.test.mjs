@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fixture, launch, openDemo, readJson, serve, WEB_ROOT } from './harness.mjs';
+import { FIXTURES, fixture, launch, openDemo, readJson, serve, WEB_ROOT } from './harness.mjs';
 
 const sha = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const servers = {};
@@ -115,7 +115,10 @@ describe('camera path with Chromium\'s fake camera', () => {
     console.log(`# camera: alice vs enrolled alice cosine ${again.match.score.toFixed(6)} (threshold ${again.match.threshold.toFixed(6)}), detection ${again.detectMs.toFixed(1)} ms, embedding ${again.embedMs.toFixed(1)} ms`);
     assert.equal(await page.$eval('#decision', (el) => el.textContent), 'match: alice');
     await page.setViewport({ width: 1000, height: 760 });
-    await page.screenshot({ path: path.join(WEB_ROOT, 'docs', 'match.png'), fullPage: true });
+    // docs/match.png is made with WEB_DEMO_SCREENSHOT=docs/match.png npm test (not rewritten by every run).
+    const shot = path.resolve(WEB_ROOT, process.env.WEB_DEMO_SCREENSHOT ?? path.join(FIXTURES, 'match.png'));
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(readFileSync(shot).length > 10000, 'screenshot written');
     galleryJson = await page.evaluate(() => window.demoApi.exportGallery());
     // The gallery survives a reload (IndexedDB).
     const reload = await openDemo(browser, servers.fp32.url);
