@@ -17,24 +17,8 @@ from pocketnet_tf.web_demo import flags as web_flags
 FLAGS = flags.FLAGS
 
 
-def run(config) -> dict | None:
-    """The command for a checked config (the library call of this entry point)."""
-    from pocketnet_tf.web_demo import build, server, site
-
-    if config.check_bundle:
-        from pocketnet_tf.face_pipeline import read_bundle_metadata
-
-        read_bundle_metadata(config.bundle)
-    files = site.site_files(config.bundle, web_root=config.web_root, detector=config.detector)
-    if config.command == "build":
-        summary = build.build_site(files, config.out)
-        print(f"wrote {len(summary['files'])} files to {config.out}")
-        return summary
-    server.serve(files, config.port, quiet=config.quiet, isolation=config.isolation)
-    return None
-
-
 def main(argv):
+    from pocketnet_tf.web_demo.command import run
     from pocketnet_tf.web_demo.config import WebDemoConfig
 
     if len(argv) != 2:

@@ -142,3 +142,22 @@ def test_cli_build_and_refusal_of_a_corrupt_bundle(bundle, tmp_path):
     assert not (tmp_path / "site2").exists()
     done = subprocess.run([*cmd[:3], "serve", f"--bundle={tmp_path / 'missing'}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "bundle directory not found" in done.stderr
+
+
+def test_flags_to_config(tmp_path, bundle):
+    from absl import flags as absl_flags
+
+    from pocketnet_tf.web_demo import flags as web_flags
+    from pocketnet_tf.web_demo.config import WebDemoConfig
+
+    fv = absl_flags.FlagValues()
+    web_flags.define_flags(fv)
+    fv(["prog", f"--bundle={bundle}", "--port=0", "--noisolation", "--nocheck_bundle"])
+    config = WebDemoConfig.from_flags("serve", fv)
+    assert (config.bundle, config.port, config.isolation, config.check_bundle, config.out) == (str(bundle), 0, False, False, None)
+    with pytest.raises(ValueError, match="build needs --out"):
+        WebDemoConfig.from_flags("build", fv)
+    with pytest.raises(ValueError, match="unknown command 'host'"):
+        WebDemoConfig.from_flags("host", fv)
+    with pytest.raises(absl_flags.IllegalFlagValueError):
+        fv(["prog", "--port=70000"])

@@ -3,7 +3,10 @@ in fp32, fp16 and int8, written by ``python -m pocketnet_tf.convert``, for ``npm
 
     python web_demo/tools/latency_bundles.py OUT_DIR
 
-Writes OUT_DIR/fp32, OUT_DIR/fp16, OUT_DIR/int8 (skipping those that exist).
+Writes OUT_DIR/fp32, OUT_DIR/fp16, OUT_DIR/int8 (skipping those that exist). The int8 bundle is
+converted with its agreement thresholds turned off (random weights); its graph and kernels are
+those of a trained model's int8 conversion (PReLU fold, fully delegated), which is what the timing
+depends on.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ def main(out: str) -> None:
             continue
         cmd = [sys.executable, "-m", "pocketnet_tf.convert", f"--model={model}", f"--mode={mode}", f"--out={root / mode}",
                f"--representative={data(root)}", "--num_calibration=100", "--num_validation=40", "--golden_count=1"]
+        if mode == "int8":
+            # Random deep nets amplify int8 rounding (cosine ~0.4 to Keras, tflite/README.md), so the
+            # agreement thresholds are off here: these bundles measure speed, not accuracy.
+            cmd += ["--min_cosine=-1", "--mean_cosine=-1", "--p01_cosine=-1", "--max_abs_error=1e9"]
         done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"convert {mode} failed:\n{done.stderr[-3000:]}")
