@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FIXTURES, fixture, launch, openDemo, readJson, serve, WEB_ROOT } from './harness.mjs';
+import { buildSite, FIXTURES, fixture, launch, openDemo, readJson, serve, staticServer, WEB_ROOT } from './harness.mjs';
 
 const sha = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const servers = {};
@@ -29,6 +29,9 @@ describe('golden vectors', () => {
     test(`${mode}: the browser reproduces the bundle's golden inputs and embeddings`, async () => {
       const { page, state } = await openDemo(browser, servers[mode].url);
       assert.equal(state.error, null, JSON.stringify(state.error));
+      // serve sends COOP/COEP: the page is isolated and loads LiteRT.js's threaded build.
+      assert.equal(state.isolated, true);
+      assert.equal(state.threaded, true);
       const r = await page.evaluate(() => window.demoApi.golden());
       const meta = JSON.parse(readFileSync(fixture(`bundle_${mode}`, 'metadata.json')));
       assert.equal(r.mode, mode);
@@ -44,6 +47,26 @@ describe('golden vectors', () => {
       await page.close();
     });
   }
+});
+
+describe('the built folder on a plain static server', () => {
+  test('runs single-threaded without cross-origin isolation and passes its golden vectors', async () => {
+    const site = buildSite(fixture('bundle_fp32'), path.join(FIXTURES, 'site'));
+    const listing = JSON.parse(readFileSync(path.join(site, 'site.json')));
+    assert.ok(listing.files.some((f) => f.path === 'node_modules/@litertjs/core/wasm/litert_wasm_internal.wasm'));
+    const server = await staticServer(site);
+    try {
+      const { page, state } = await openDemo(browser, server.url);
+      assert.equal(state.error, null, JSON.stringify(state.error));
+      assert.equal(state.isolated, false);
+      assert.equal(state.threaded, false, 'loadLiteRt must pick the single-threaded build without isolation');
+      const r = await page.evaluate(() => window.demoApi.golden());
+      assert.ok(r.passed);
+      await page.close();
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('alignment and preprocessing equal pocketnet_tf on the golden photos', () => {

@@ -71,3 +71,31 @@ export async function openDemo(browser, url, query = '') {
     threaded: window.demoApi.state.demo?.runtime.threaded ?? null, isolated: window.crossOriginIsolated }));
   return { page, state, logs };
 }
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.css': 'text/css' };
+
+/** A plain static file server (no COOP/COEP headers) for a built site folder: {url, close}. */
+export async function staticServer(root) {
+  const { createServer } = await import('node:http');
+  const { readFile } = await import('node:fs/promises');
+  const server = createServer(async (req, res) => {
+    const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '') || 'index.html';
+    const file = path.resolve(root, rel);
+    if (!file.startsWith(path.resolve(root) + path.sep)) { res.writeHead(404).end(); return; }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** `python -m pocketnet_tf.web_demo build --bundle=DIR --out=OUT`. */
+export function buildSite(bundleDir, out) {
+  const env = { ...process.env, PYTHONPATH: [REPO, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) };
+  execFileSync(PYTHON, ['-m', 'pocketnet_tf.web_demo', 'build', `--bundle=${bundleDir}`, `--out=${out}`], { cwd: REPO, env, stdio: 'pipe' });
+  return out;
+}
