@@ -73,13 +73,6 @@ def _keras_latency(model, x, runs):
     return {"min_ms": round(float(t.min()), 3), "median_ms": round(float(np.median(t)), 3)}
 
 
-def _round_robin(paths, threads, runs, input_shape):
-    from pocketnet_tf.export.speed import round_robin_latency
-
-    del input_shape  # each model's own input shape is used
-    return round_robin_latency(paths, num_threads=threads, runs=runs)
-
-
 def bench_model(name, keras_path, images, work: Path, runs: int) -> dict:
     import keras
 
@@ -116,9 +109,10 @@ def bench_model(name, keras_path, images, work: Path, runs: int) -> dict:
         })
         paths.append(path)
         print(f"  converted {name} {label}: {len(data)} bytes, cosine min {agreement['cosine_min']:.4f}", flush=True)
-    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    from pocketnet_tf.export.speed import round_robin_latency
+
     for threads in (1, 2):
-        for row, timing in zip(rows, _round_robin(paths, threads, runs, shape)):
+        for row, timing in zip(rows, round_robin_latency(paths, num_threads=threads, runs=runs)):
             row[f"latency_{threads}t"] = timing
     x = normalize(images[:1])
     return {"model": name, "weights": weights, "params": int(model.count_params()),
