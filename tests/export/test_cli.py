@@ -28,6 +28,11 @@ def test_convert_int8_raw_input_then_verify_bundle(tmp_path):
                 "--num_calibration=16", "--num_validation=10", "--golden_count=2", "--raw_input", "--far=0.1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "int8 (PASSED)" in proc.stdout
+    # The int8/fp32 latency ratio measured on this machine, in the CLI output and report.json.
+    speed = json.loads((out / "report.json").read_text())["latency_vs_fp32"]
+    assert speed["mode"] == "int8" and speed["runs"] == 20
+    assert speed["ratio_min"] == round(speed["converted_ms"]["min_ms"] / speed["fp32_ms"]["min_ms"], 3) > 0
+    assert f"= {speed['ratio_min']:.2f}x; CPU: " in proc.stdout
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["input"]["normalization"] == {"mean": 0.0, "std": 1.0}
     assert meta["input"]["normalization_in_graph"] == {"mean": preprocess.MEAN, "std": preprocess.STD}
