@@ -141,12 +141,14 @@ def ensure_dir(path, *, probe: bool = False) -> Path:
     return path
 
 
-def check_output_dir(path) -> None:
-    """An output directory that will be replaced as a whole: it may exist (as a directory or a
-    symlink to one) or not; its parent must be writable. Raises :class:`OutputError` naming it."""
+def check_output(path, *, directory: bool) -> None:
+    """An output that will be replaced as a whole (a ``directory`` or a file, or a symlink to one)
+    may exist or not, must be of that kind, and its parent must be writable; otherwise
+    :class:`OutputError` naming it. Call it before long work, so the work is not lost."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(errno.ENOTDIR, f"cannot write {path}: exists and is not a directory")
+    if path.exists() and path.is_dir() != directory:
+        what = "exists and is not a directory" if directory else "is a directory"
+        raise OutputError(errno.ENOTDIR if directory else errno.EISDIR, f"cannot write {path}: {what}")
     ensure_dir(Path(os.path.realpath(path)).parent, probe=True)
 
 

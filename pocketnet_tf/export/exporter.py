@@ -22,7 +22,7 @@ from pocketnet_tf.export import bundle as bundle_lib
 from pocketnet_tf.export import metadata as metadata_lib
 from pocketnet_tf.export import quantize, rewrite, validate
 from pocketnet_tf.io_utils import (
-    atomic_path, check_output_dir, remove_stale_temporaries, write_json_atomic, write_text_atomic,
+    atomic_path, check_output, remove_stale_temporaries, write_json_atomic, write_text_atomic,
 )
 
 __all__ = ["ExportConfig", "ExportValidationError", "load_keras_model", "run_export"]
@@ -193,7 +193,7 @@ def _verification(model, tflite_path: Path, config: ExportConfig):
 def run_export(config: ExportConfig) -> dict:
     """Runs the whole export; returns the report. Raises :class:`ExportValidationError` on failure."""
     out = Path(config.out)
-    check_output_dir(out)  # an unwritable --out fails now, not after the conversion
+    check_output(out, directory=True)  # an unwritable --out fails now, not after the conversion
     _remove_stale_install(out)
     model, from_saved_model = load_keras_model(config.model)
     prelu = config.resolved_prelu_rewrite if not from_saved_model else "none"
@@ -308,7 +308,7 @@ def _delegated(path: Path):
 def _install(stage: Path, out: Path) -> None:
     """Moves the finished bundle to ``out`` (replacing an earlier bundle; a stale failed report is
     removed, other files in ``out`` are kept)."""
-    check_output_dir(out)
+    check_output(out, directory=True)
     if out.exists():
         for name in ("failed_report.json", "failed_report.md"):
             (out / name).unlink(missing_ok=True)

@@ -152,7 +152,7 @@ def run(config: SearchConfig) -> dict:
         initial_step = 0
         history = []
         if state is not None:
-            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch)
+            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch, state)
             history = [e for e in monitor.read_history(run_dir / monitor.HISTORY_FILE)
                        if e["epoch"] <= initial_step // steps_per_epoch]
             logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],

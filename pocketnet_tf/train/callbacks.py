@@ -79,7 +79,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         return target
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and self._global_step() % self.every_steps == 0:
+        step = self._global_step()
+        # An epoch's last step is saved by on_epoch_end, after the epoch-end callbacks before this
+        # one (teacher export): saving it here would let a kill during that export skip it on resume.
+        if self.every_steps and step % self.every_steps == 0 and step % self.steps_per_epoch:
             self.save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -128,16 +131,17 @@ def _state_from_file(path: Path, why: str) -> dict:
     return {"weights": path.name, "global_step": step, "weights_path": str(path)}
 
 
-def restore_checkpoint(model, directory, steps_per_epoch: int) -> int:
+def restore_checkpoint(model, directory, steps_per_epoch: int, state: dict | None = None) -> int:
     """Loads the newest intact checkpoint into ``model`` (weights and optimiser); returns its
     global step.
 
     The file ``state.json`` names is tried first, then the older ``ckpt-*.weights.h5`` files,
     newest first: a checkpoint that cannot be loaded (truncated, corrupt, another architecture)
     is logged and skipped. Raises ``ValueError`` listing every failure when none loads. Returns 0
-    (and changes nothing) when ``directory`` holds no checkpoint.
+    (and changes nothing) when ``directory`` holds no checkpoint. ``state``: the caller's
+    :func:`read_checkpoint_state`, whose ``weights_path`` is set to the file actually restored.
     """
-    state = read_checkpoint_state(directory)
+    state = read_checkpoint_state(directory) if state is None else state
     if state is None:
         return 0
     if int(state.get("steps_per_epoch", steps_per_epoch)) != int(steps_per_epoch):

@@ -169,6 +169,11 @@ def train_stage(config: TrainConfig, strategy) -> dict:
     try:
         logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s)", run_dir, config.model,
                      config.kd, config.epochs, config.batch_size, strategy.num_replicas_in_sync)
+        ckpt_dir = run_dir / "checkpoints"
+        state = cb.read_checkpoint_state(ckpt_dir)
+        if state is not None and not config.resume:  # refused before any work
+            raise ValueError(f"{ckpt_dir}: a previous run left checkpoints (step {state['global_step']}); "
+                             "pass --resume to continue it or use a new --workdir")
         if config.batch_size % strategy.num_replicas_in_sync:
             raise ValueError(f"--batch_size={config.batch_size} is not divisible by the "
                              f"{strategy.num_replicas_in_sync} replicas")
@@ -198,14 +203,9 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             logging.info("teacher schedule validated: %d SavedModel(s) for %d epochs",
                          len(schedule.unique_paths()), schedule.epochs)
 
-        ckpt_dir = run_dir / "checkpoints"
-        state = cb.read_checkpoint_state(ckpt_dir)
         initial_step = 0
         if state is not None:
-            if not config.resume:
-                raise ValueError(f"{ckpt_dir}: a previous run left checkpoints (step {state['global_step']}); "
-                                 "pass --resume to continue it or use a new --workdir")
-            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch)
+            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch, state)
             if initial_step >= total_steps:
                 logging.info("resumed from %s at global step %d: training complete", state["weights_path"], initial_step)
             else:
