@@ -7,7 +7,7 @@ import os
 import pytest
 
 from pocketnet_tf.io_utils import (
-    OutputError, atomic_path, check_output_dir, ensure_dir, remove_stale_temporaries, write_bytes_atomic,
+    OutputError, atomic_path, check_output, ensure_dir, remove_stale_temporaries, write_bytes_atomic,
     write_json_atomic,
 )
 from tests.fault_injection import fill, remount_read_only, tmpfs
@@ -32,7 +32,7 @@ def test_file_in_the_way_names_the_path_and_keeps_it(tmp_path):
     with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'run'}: exists and is not a directory"):
         ensure_dir(tmp_path / "run")
     with pytest.raises(OutputError, match="exists and is not a directory"):
-        check_output_dir(tmp_path / "run")
+        check_output(tmp_path / "run", directory=True)
     assert (tmp_path / "run").read_text() == "precious"
 
 

@@ -181,7 +181,8 @@ def _load_checkpoint(model, path: Path, expected_step: int) -> int:
     try:
         model.load_weights(str(path))
     except Exception as err:  # h5py / Keras raise several types
-        raise ValueError(f"{path}: cannot restore checkpoint ({type(err).__name__}: {err})") from err
+        first_line = (str(err).strip().splitlines() or [""])[0][:300]  # Keras may append a layer listing
+        raise ValueError(f"{path}: cannot restore checkpoint ({type(err).__name__}: {first_line})") from err
     step = int(model.optimizer.iterations.numpy())
     if step != int(expected_step):
         raise ValueError(f"{path}: optimiser step {step} != recorded step {expected_step}")

@@ -30,7 +30,7 @@ from absl import logging
 
 from pocketnet_tf.config import TrainConfig
 from pocketnet_tf.eval.callbacks import VerificationCallback
-from pocketnet_tf.io_utils import atomic_path, attach_log_file, write_json_atomic
+from pocketnet_tf.io_utils import atomic_path, attach_log_file, remove_stale_temporaries, write_json_atomic
 from pocketnet_tf.run_records import write_run_records
 from pocketnet_tf.train.guard import DivergenceError, DivergenceGuard
 
@@ -106,8 +106,6 @@ def _summaries(results: dict) -> dict:
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
     """Removes (and logs) what writes killed in an earlier attempt left in the stage's directories."""
-    from pocketnet_tf.io_utils import remove_stale_temporaries
-
     for directory in (run_dir, run_dir / "checkpoints", run_dir / "teachers"):
         for line in remove_stale_temporaries(directory):
             logging.warning("%s", line)
@@ -254,9 +252,10 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             try:
                 fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                            initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
-            except DivergenceError as err:
+            except Exception as err:  # noqa: BLE001 - recorded, then re-raised
                 if chief:
-                    _record_stop(results_path, results, "diverged", err, started)
+                    _record_stop(results_path, results, "diverged" if isinstance(err, DivergenceError) else "failed",
+                                 err, started)
                 raise
         else:
             logging.info("stage already complete (%d steps)", initial_step)
@@ -295,9 +294,12 @@ def _record_stop(results_path: Path, results: dict, status: str, err: Exception,
     """Marks ``results.json`` with how the stage stopped (``diverged``/``failed``) and why."""
     logging.error("%s", err)
     results["status"] = status
-    results["error"] = str(err)
+    results["error"] = f"{type(err).__name__}: {err}" if status == "failed" else str(err)
     results["seconds"] = round(results.get("seconds", 0.0) + time.time() - started, 1)
-    write_json_atomic(results_path, results)
+    try:
+        write_json_atomic(results_path, results)
+    except OSError as write_err:  # e.g. the disk that stopped the run is still full
+        logging.error("%s", write_err)
 
 
 class _LossHistory(keras.callbacks.Callback):

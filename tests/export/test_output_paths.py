@@ -87,22 +87,21 @@ def test_unwritable_outputs_exit_2_before_any_work(plain_model, tmp_path):
 
     bin_path = write_toy_bin(tmp_path / "lfw.bin")
     (tmp_path / "pth").write_bytes(b"not read: the output is checked first")
+    evaluate = ["pocketnet_tf.evaluate", f"--model={plain_model / 'plain.keras'}", f"--bin={bin_path}"]
     with tmpfs(tmp_path / "ro", 256) as mount:
         (mount / "out").mkdir()
         remount_read_only(mount)
-        proc = run_module("pocketnet_tf.convert", convert_args(plain_model, mount / "out" / "b"), timeout=600)
-        assert proc.returncode == 2
-        assert last_line(proc) == f"convert: error: cannot write {mount / 'out'}: Read-only file system"
-        proc = run_module("pocketnet_tf.evaluate", [f"--model={plain_model / 'plain.keras'}", f"--bin={bin_path}",
-                                                    f"--out={mount / 'out'}"], timeout=600)
-        assert proc.returncode == 2
-        assert last_line(proc) == f"evaluate: error: cannot write {mount / 'out'}: Read-only file system"
-        proc = run_module("pocketnet_tf.import_weights", ["--model=PocketNetS-128", f"--pytorch={tmp_path / 'pth'}",
-                                                          f"--out={mount / 'out' / 'm.keras'}"], timeout=600)
-        assert proc.returncode == 2
-        assert last_line(proc) == f"error: cannot write {mount / 'out'}: Read-only file system"
-    proc = run_module("pocketnet_tf.evaluate", [f"--model={plain_model / 'plain.keras'}", f"--bin={bin_path}",
-                                                f"--out={tmp_path / 'afile'}"], timeout=600)
+        read_only = f"cannot write {mount / 'out'}: Read-only file system"
+        cases = [
+            (["pocketnet_tf.convert", *convert_args(plain_model, mount / "out" / "b")], f"convert: error: {read_only}"),
+            ([*evaluate, f"--out={mount / 'out'}"], f"evaluate: error: {read_only}"),
+            (["pocketnet_tf.import_weights", "--model=PocketNetS-128", f"--pytorch={tmp_path / 'pth'}",
+              f"--out={mount / 'out' / 'm.keras'}"], f"error: {read_only}"),
+        ]
+        for (module, *args), expected in cases:
+            proc = run_module(module, args, timeout=600)
+            assert (proc.returncode, last_line(proc)) == (2, expected), proc.stderr[-2000:]
+    proc = run_module(evaluate[0], [*evaluate[1:], f"--out={tmp_path / 'afile'}"], timeout=600)
     assert proc.returncode == 2
     assert last_line(proc) == f"evaluate: error: cannot write {tmp_path / 'afile'}: exists and is not a directory"
     assert (tmp_path / "afile").read_text() == "precious"

@@ -166,3 +166,27 @@ def test_run_records_keep_every_attempt(tmp_path):
     assert "--base_lr=0.2" in (records / "attempt-002" / "flags.txt").read_text()
     assert json.loads((records / "attempt-003" / "config.json").read_text())["base_lr"] == 0.3
     assert (tmp_path / "flags.txt").read_text() == (records / "attempt-003" / "flags.txt").read_text()
+
+
+@pytest.mark.slow
+def test_search_divergence_stops_before_any_result(tmp_path):
+    from pathlib import Path
+
+    from pocketnet_tf.search import runner as search_runner
+    from pocketnet_tf.search.config import SearchConfig
+    from pocketnet_tf.search.flags import define_search_flags, search_flag_values
+
+    values = flags.FlagValues()
+    define_search_flags(values)
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    values(["search", f"--flagfile={configs / 'search_quick.flags'}", f"--workdir={tmp_path / 'run'}",
+            "--synth_identities=6", "--synth_images_per_identity=12", "--input_size=16", "--random_crop_from=18",
+            "--channels=2", "--num_nodes=2", "--embedding_size=8", "--head_width=8", "--gdc_groups=2",
+            "--batch_size=4", "--epochs=1", "--verbose=0", "--weight_lr=1e30", "--weight_grad_clip=0"])
+    with pytest.raises(DivergenceError, match="diverged at global step"):
+        search_runner.run(SearchConfig.from_flags(search_flag_values(values)))
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert results["status"] == "diverged" and "diverged at global step" in results["error"]
+    assert not (run / "genotype.json").exists() and not list((run / "checkpoints").glob("ckpt-*"))
+    assert (run / "flags.txt").is_file() and (run / "records" / "attempt-001" / "flags.txt").is_file()
