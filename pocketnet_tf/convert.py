@@ -84,6 +84,9 @@ def main(argv):
     except (ValueError, FileNotFoundError) as err:
         print(f"convert: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # the --out directory cannot be written (io_utils.OutputError names it)
+        print(f"convert: error: {err}", file=sys.stderr)
+        return 2
     print(markdown_report(report), end="")
     print(f"convert: wrote {config.out}")
     return 0

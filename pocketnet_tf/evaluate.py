@@ -95,6 +95,9 @@ def main(argv):
     except (FileNotFoundError, ValueError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # the --out directory cannot be written (io_utils.OutputError names it)
+        print(f"evaluate: error: {err}", file=sys.stderr)
+        return 2
     for name, entry in results["sets"].items():
         if "accuracy" in entry:
             print(f"{name}: accuracy {entry['accuracy']:.5f} +- {entry['accuracy_std']:.5f} "

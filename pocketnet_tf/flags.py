@@ -17,7 +17,7 @@ from absl import flags
 def define_train_flags(flag_values=flags.FLAGS) -> None:
     """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``) in
     ``flag_values`` (the global ``FLAGS`` by default; tests pass a fresh ``FlagValues``)."""
-    from pocketnet_tf.config import HEADS, KD_LOSSES, KD_MODES, SCHEDULE_POLICIES, STRATEGIES
+    from pocketnet_tf.config import HEADS, KD_LOSSES, KD_MODES, SCHEDULE_POLICIES, STRATEGIES, TrainConfig
 
     d = _Definer(flag_values)
     # run
@@ -109,6 +109,19 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
     d.DEFINE_integer("teacher_num_cells", None, "--train_teacher with a PocketNet teacher: its cells.", lower_bound=3)
     d.DEFINE_integer("teacher_input_size", None, "--train_teacher: must equal --input_size (kept for clarity).",
                      lower_bound=16)
+    require_finite_floats(flag_values, TrainConfig.field_names())
+
+
+def require_finite_floats(flag_values, names) -> None:
+    """Adds a validator to every float flag among ``names``: absl's bounds let NaN through
+    (every comparison with NaN is false) and accept +-inf, so ``--base_lr=nan`` would parse."""
+    import math
+
+    for name in names:
+        if name in flag_values and flag_values[name].flag_type() == "float":
+            flags.register_validator(name, lambda v: v is None or math.isfinite(v),
+                                     message=f"--{name} must be a finite number (not nan or inf)",
+                                     flag_values=flag_values)
 
 
 def train_flag_values(flag_values=flags.FLAGS) -> dict:

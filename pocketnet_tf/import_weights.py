@@ -36,7 +36,7 @@ def main(argv):
             embedding_size=_EMB.value, genotype=_GENO.value,
         )
         _, report = import_checkpoint(config)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: the --out path cannot be written (io_utils.OutputError)
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(

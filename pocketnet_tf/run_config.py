@@ -46,8 +46,18 @@ class RunConfig:
             if kwargs.get(key) == "":
                 kwargs[key] = None
         config = cls(**cls._normalize(kwargs))
+        config.check_finite()
         config.check()
         return config
+
+    def check_finite(self) -> None:
+        """Every float field must be finite (NaN passes any range check: its comparisons are false)."""
+        import math
+
+        for key in self.field_names():
+            value = getattr(self, key)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.fail(f"--{key} must be a finite number, received {value}")
 
     def check(self) -> None:  # pragma: no cover - every subclass implements it
         raise NotImplementedError
@@ -114,17 +124,23 @@ class RunConfig:
 
 def run_command(argv, make_config, run, errors: tuple, summarize) -> int:
     """The body of a config-driven command's ``main``: build and check the config from the parsed
-    flags, run it, print a JSON summary; a bad configuration, bad data or an unusable input
-    (``errors``) prints ``error: ...`` on stderr and returns exit status 2."""
+    flags, run it, print a JSON summary; a bad configuration, bad data, an unusable input
+    (``errors``) or an output path that cannot be written prints ``error: ...`` on stderr and
+    returns exit status 2; a diverged run (non-finite loss) returns 3."""
     import sys
 
     from absl import app
+
+    from pocketnet_tf.train.guard import EXIT_DIVERGED, DivergenceError
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; all options are --flags")
     try:
         results = run(make_config())
-    except (ValueError, FileNotFoundError, *errors) as err:
+    except DivergenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (ValueError, OSError, *errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summarize(results), indent=2))

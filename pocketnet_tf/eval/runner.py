@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from pocketnet_tf.io_utils import atomic_path, write_json_atomic
+from pocketnet_tf.io_utils import atomic_path, ensure_dir, write_json_atomic
 
 __all__ = ["EvalConfig", "run_evaluation"]
 
@@ -94,8 +94,7 @@ def run_evaluation(config: EvalConfig) -> dict:
     from pocketnet_tf.eval.embedders import load_embedder
     from pocketnet_tf.eval.plots import plot_roc
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(config.out, probe=True)  # an unwritable --out fails now, not after the work
     embedder = load_embedder(config.model, **_embedder_kwargs(config))
     results = {
         "model": str(config.model),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,7 +21,9 @@ import numpy as np
 from pocketnet_tf.export import bundle as bundle_lib
 from pocketnet_tf.export import metadata as metadata_lib
 from pocketnet_tf.export import quantize, rewrite, seal, validate
-from pocketnet_tf.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from pocketnet_tf.io_utils import (
+    atomic_path, check_output, remove_stale_temporaries, write_json_atomic, write_text_atomic,
+)
 
 __all__ = ["ExportConfig", "ExportValidationError", "load_keras_model", "run_export"]
 
@@ -192,6 +195,8 @@ def _verification(model, tflite_path: Path, config: ExportConfig):
 def run_export(config: ExportConfig) -> dict:
     """Runs the whole export; returns the report. Raises :class:`ExportValidationError` on failure."""
     out = Path(config.out)
+    check_output(out, directory=True)  # an unwritable --out fails now, not after the conversion
+    _remove_stale_install(out)
     model, from_saved_model = load_keras_model(config.model)
     prelu = config.resolved_prelu_rewrite if not from_saved_model else "none"
     export_model, export_info = rewrite.build_export_model(
@@ -219,7 +224,7 @@ def run_export(config: ExportConfig) -> dict:
         "thresholds": thresholds.to_json(),
         "ops": quantize.op_histogram(tflite_bytes),
     }
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=_parent(out)) as work:
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=_parent(out)) as work:
         work = Path(work)
         candidate = work / "candidate.tflite"
         candidate.write_bytes(tflite_bytes)
@@ -288,6 +293,17 @@ def _saved_model_export(model, config: ExportConfig):
                     "batch_size": None if config.dynamic_batch else 1}
 
 
+def _remove_stale_install(out: Path) -> None:
+    """Cleans up (and logs) what a convert killed during its install left beside ``out``: its
+    temporaries; an earlier bundle moved aside to ``.<out>.old`` goes back into place."""
+    real = Path(os.path.realpath(out))
+    for line in remove_stale_temporaries(real.parent, target=real.name):
+        logging.warning("%s", line)
+    if real != out.absolute():
+        for line in remove_stale_temporaries(out.absolute().parent, target=out.name):
+            logging.warning("%s", line)
+
+
 def _parent(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     return out.parent
@@ -316,8 +332,7 @@ def _carry_over(out: Path, stage: Path) -> None:
 def _install(stage: Path, out: Path) -> None:
     """Moves the finished bundle to ``out`` (replacing an earlier bundle; a stale failed report is
     removed, other files in ``out`` are kept)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
+    check_output(out, directory=True)
     if out.exists():
         for name in ("failed_report.json", "failed_report.md"):
             (out / name).unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from pocketnet_tf.importers import state_dict_file, torch_checkpoint
-from pocketnet_tf.io_utils import atomic_path
+from pocketnet_tf.io_utils import atomic_path, check_output
 from pocketnet_tf.models import registry
 
 #: Registry families that have a PyTorch key map.
@@ -70,6 +70,7 @@ def import_checkpoint(config: ImportConfig):
         :class:`~pocketnet_tf.importers.torch_checkpoint.StateDictMismatchError` listing every
         missing, unexpected or mis-shaped tensor. Nothing is written then.
     """
+    check_output(config.out, directory=False)  # an unwritable --out fails before the import work
     state_dict = state_dict_file.load_state_dict(config.pytorch)
     model = build_model(config)
     report = torch_checkpoint.assign_state_dict(model, state_dict, source=str(config.pytorch))

@@ -76,6 +76,11 @@ def define_search_flags(flag_values=flags.FLAGS) -> None:
       "with the largest softmax weight (DARTS) or raw alpha (the original).")
     d("enum", "select_genotype", "final", enum_values=list(SELECT_GENOTYPE), help_text="Result: the last epoch's genotype (DARTS) or the "
       "one of the epoch with the best validation top-1 (the original; that half also trains alpha).")
+    # absl's bounds let NaN through: every float flag is also checked to be finite.
+    from pocketnet_tf.flags import require_finite_floats
+    from pocketnet_tf.search.config import SearchConfig
+
+    require_finite_floats(flag_values, SearchConfig.field_names())
 
 
 def search_flag_values(flag_values=flags.FLAGS) -> dict:

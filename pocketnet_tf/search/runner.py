@@ -2,14 +2,16 @@
 
 A run directory (``--workdir``) holds::
 
-    config.json, flags.txt    the resolved configuration (flags.txt re-runs it via --flagfile)
+    config.json, flags.txt    the resolved configuration (flags.txt re-runs it via --flagfile), written
+                              once the run is accepted; records/attempt-NNN/ keeps every attempt's copy
     search.log                the log: per epoch losses, accuracies, genotype, softmax(alpha) tables
     checkpoints/              crash-safe checkpoints: network, alphas, both optimisers (--resume)
     history.json              per epoch: metrics, learning rate, genotype, raw alphas
     normal.png, reduce.png    the derived cells (plus their Graphviz .dot source)
     alpha_normal.png, alpha_reduce.png   softmax(alpha) per edge over the epochs
     genotype.json, genotype.txt          the result (JSON for ``--genotype=``; the original's text)
-    results.json              the result, where it came from, the picture paths, timing
+    results.json              the result, where it came from, the picture paths, timing; a diverged
+                              search (non-finite loss) writes only {"status": "diverged", "error": ...}
     data/                     the synthetic dataset with --synthesize_data and no --data
 
 Data (spec §2.4): the record set is split 50/50 per identity (:func:`pipeline.search_split`); the
@@ -26,7 +28,8 @@ import keras
 from absl import logging
 
 from pocketnet_tf import genotypes as genotypes_lib
-from pocketnet_tf.io_utils import attach_log_file, write_json_atomic, write_text_atomic
+from pocketnet_tf.io_utils import attach_log_file, ensure_dir, remove_stale_temporaries, write_json_atomic
+from pocketnet_tf.run_records import write_run_records
 from pocketnet_tf.search.config import SearchConfig
 
 
@@ -87,20 +90,22 @@ def run(config: SearchConfig) -> dict:
     from pocketnet_tf.data import pipeline
     from pocketnet_tf.search import monitor
     from pocketnet_tf.train import callbacks as cb
+    from pocketnet_tf.train.guard import DivergenceError, DivergenceGuard
     from pocketnet_tf.train.loop import fit_epochs
 
     started = time.time()
     run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     state = cb.read_checkpoint_state(ckpt_dir)
     if state is not None and not config.resume:
         raise ValueError(f"{ckpt_dir}: a previous search left checkpoints (step {state['global_step']}); "
                          "pass --resume to continue it or use a new --workdir")
-    write_text_atomic(run_dir / "config.json", config.to_json_text())
-    write_text_atomic(run_dir / "flags.txt", config.to_flagfile())
     handler = attach_log_file(run_dir / "search.log")
     try:
+        for directory in (run_dir, ckpt_dir):
+            for line in remove_stale_temporaries(directory):
+                logging.warning("%s", line)
         strategy = make_strategy(config.strategy)
         replicas = strategy.num_replicas_in_sync
         for key in ("batch_size", "val_batch_size"):
@@ -147,23 +152,30 @@ def run(config: SearchConfig) -> dict:
         initial_step = 0
         history = []
         if state is not None:
-            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch)
+            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch, state)
             history = [e for e in monitor.read_history(run_dir / monitor.HISTORY_FILE)
                        if e["epoch"] <= initial_step // steps_per_epoch]
             logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],
                          initial_step, initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch)
         elif config.resume:
             logging.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+        logging.info("run record: %s", write_run_records(run_dir, config))  # accepted: record it now
 
         val_steps = -(-second.size // config.val_batch_size)
         search_monitor = monitor.SearchMonitor(network, run_dir, val_dataset, val_steps=val_steps,
                                                rank_edges_by=config.rank_edges_by,
                                                draw_every_epoch=config.draw_every_epoch, history=history)
-        callbacks = [search_monitor, cb.ResumableCheckpoint(ckpt_dir, steps_per_epoch, config.checkpoint_every_steps)]
+        callbacks = [DivergenceGuard(), search_monitor,
+                     cb.ResumableCheckpoint(ckpt_dir, steps_per_epoch, config.checkpoint_every_steps)]
         total_steps = steps_per_epoch * config.epochs
         if initial_step < total_steps:
-            fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                       initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
+            try:
+                fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                           initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
+            except DivergenceError as err:
+                logging.error("%s", err)
+                write_json_atomic(run_dir / "results.json", {"status": "diverged", "error": str(err)})
+                raise
         else:
             logging.info("search already complete (%d steps)", initial_step)
         if source.counter.count:
@@ -195,6 +207,7 @@ def run(config: SearchConfig) -> dict:
             "genotype_per_epoch": {str(e["epoch"]): e["genotype_text"] for e in history},
             "pictures": pictures,
             "corrupt_records": source.counter.count,
+            "status": "completed",
             "seconds": round(float(previous.get("seconds", 0.0)) + time.time() - started, 1),
         }
         write_json_atomic(results_path, results)

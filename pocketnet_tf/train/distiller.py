@@ -141,8 +141,23 @@ class MarginModel(keras.Model):
             )
             scaled = self.optimizer.scale_loss(total)
         gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        total = self._apply_if_finite(total, gradients, variables)
         return self._update_trackers(x, total, terms)
+
+    def _apply_if_finite(self, total, gradients, variables):
+        """Applies the update with every gradient zeroed unless the loss and gradient norm are finite
+        on all replicas (a ``tf.cond`` around ``apply_gradients`` cannot cross the replicas' gradient
+        all-reduce), so the weights stay finite; a non-finite step returns a NaN loss, which the
+        divergence guard callback sees in the logs and stops the run on (:mod:`pocketnet_tf.train.guard`)."""
+        from pocketnet_tf.train.guard import finite_step
+
+        # A loss-scaling optimiser skips overflowing (scaled) gradients itself: only the loss is ours.
+        scaled_gradients = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        finite = finite_step(total, [] if scaled_gradients else gradients)
+        if not scaled_gradients:
+            gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return tf.where(finite, total, tf.constant(float("nan"), total.dtype))
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -4,13 +4,19 @@ One run (one ``--workdir``) may hold two stages: with ``--train_teacher`` a teac
 first (``<workdir>/teacher``, a SavedModel per epoch plus ``manifest.json``), then the student
 distils from it; otherwise there is one stage. Each stage directory holds::
 
-    config.json, flags.txt    the resolved configuration (flags.txt re-runs it via --flagfile)
+    config.json, flags.txt    the resolved configuration (flags.txt re-runs it via --flagfile), written
+                              once the run is accepted; records/attempt-NNN/ keeps every attempt's copy
     train.log                 the log
     tensorboard/              scalars (losses, LR, samples/s, verification accuracy)
     checkpoints/              crash-safe checkpoints (see callbacks.ResumableCheckpoint)
     teachers/                 per-epoch SavedModels + manifest.json (with --export_teacher)
     student.keras             the trained backbone (and model.keras for a teacher stage)
-    results.json              verification accuracy before and after training, losses, timing
+    results.json              verification accuracy before and after training, losses, timing and
+                              ``status``: running, completed, diverged or failed (strict JSON: NaN -> null)
+
+A non-finite loss or gradient stops the stage (:mod:`pocketnet_tf.train.guard`) before anything is
+saved; the command exits with status 3. Temporary files of writes killed earlier are removed
+when a stage starts (and logged).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from absl import logging
 
 from pocketnet_tf.config import TrainConfig
 from pocketnet_tf.eval.callbacks import VerificationCallback
-from pocketnet_tf.io_utils import atomic_path, attach_log_file, write_json_atomic, write_text_atomic
+from pocketnet_tf.io_utils import atomic_path, attach_log_file, remove_stale_temporaries, write_json_atomic
+from pocketnet_tf.run_records import write_run_records
+from pocketnet_tf.train.guard import DivergenceError, DivergenceGuard
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,11 +125,11 @@ def _summaries(results: dict) -> dict:
 # One stage
 
 
-def _write_run_files(config: TrainConfig) -> None:
-    run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.json", config.to_json_text())
-    write_text_atomic(run_dir / "flags.txt", config.to_flagfile())
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Removes (and logs) what writes killed in an earlier attempt left in the stage's directories."""
+    for directory in (run_dir, run_dir / "checkpoints", run_dir / "teachers"):
+        for line in remove_stale_temporaries(directory):
+            logging.warning("%s", line)
 
 
 def _teacher_schedule(config: TrainConfig):
@@ -175,11 +183,16 @@ def train_stage(config: TrainConfig, strategy) -> dict:
     started = time.time()
     handler = None
     if chief:
-        _write_run_files(config)
         handler = attach_log_file(run_dir / "train.log")
+        _remove_stale_temporaries(run_dir)
     try:
         logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s)", run_dir, config.model,
                      config.kd, config.epochs, config.batch_size, strategy.num_replicas_in_sync)
+        ckpt_dir = run_dir / "checkpoints"
+        state = cb.read_checkpoint_state(ckpt_dir)
+        if state is not None and not config.resume:  # refused before any work
+            raise ValueError(f"{ckpt_dir}: a previous run left checkpoints (step {state['global_step']}); "
+                             "pass --resume to continue it or use a new --workdir")
         if config.batch_size % strategy.num_replicas_in_sync:
             raise ValueError(f"--batch_size={config.batch_size} is not divisible by the "
                              f"{strategy.num_replicas_in_sync} replicas")
@@ -212,14 +225,9 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             logging.info("teacher schedule validated: %d SavedModel(s) for %d epochs",
                          len(schedule.unique_paths()), schedule.epochs)
 
-        ckpt_dir = run_dir / "checkpoints"
-        state = cb.read_checkpoint_state(ckpt_dir)
         initial_step = 0
         if state is not None:
-            if not config.resume:
-                raise ValueError(f"{ckpt_dir}: a previous run left checkpoints (step {state['global_step']}); "
-                                 "pass --resume to continue it or use a new --workdir")
-            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch)
+            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch, state)
             if initial_step >= total_steps:
                 logging.info("resumed from %s at global step %d: training complete", state["weights_path"], initial_step)
             else:
@@ -227,10 +235,12 @@ def train_stage(config: TrainConfig, strategy) -> dict:
                              initial_step, initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch)
         elif config.resume:
             logging.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
+        if chief:  # the run is accepted: record its configuration (never earlier)
+            logging.info("run record: %s", write_run_records(run_dir, config))
 
         results_path = run_dir / "results.json"
         results = _read_json(results_path) if initial_step else {}
-        results.update({"model": config.model, "kd": config.kd, "epochs": config.epochs,
+        results.update({"status": "running", "model": config.model, "kd": config.kd, "epochs": config.epochs,
                         "steps_per_epoch": steps_per_epoch, "num_classes": info.num_classes,
                         "num_images": info.num_images})
         verification = None
@@ -246,7 +256,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
         if chief:
             write_json_atomic(results_path, results)  # kept by a resumed run ("before", history so far)
 
-        callbacks = []
+        callbacks = [DivergenceGuard()]  # first: a diverged step reaches no later callback
         if schedule is not None:
             first_epoch = min(initial_step // steps_per_epoch, config.epochs - 1)
             model.set_teacher(schedule.path_for(first_epoch), retrace=False)
@@ -263,8 +273,14 @@ def train_stage(config: TrainConfig, strategy) -> dict:
         callbacks.append(history_callback)
 
         if initial_step < total_steps:
-            fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                       initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
+            try:
+                fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                           initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
+            except Exception as err:  # noqa: BLE001 - recorded, then re-raised
+                if chief:
+                    _record_stop(results_path, results, "diverged" if isinstance(err, DivergenceError) else "failed",
+                                 err, started)
+                raise
         else:
             logging.info("stage already complete (%d steps)", initial_step)
         if info.corrupt.count:
@@ -288,12 +304,26 @@ def train_stage(config: TrainConfig, strategy) -> dict:
                 results["teacher_manifest"] = str(run_dir / "teachers" / "manifest.json")
             results["corrupt_records"] = info.corrupt.count
             results["seconds"] = round(results.get("seconds", 0.0) + time.time() - started, 1)
+            results["status"] = "completed"
+            results.pop("error", None)
             write_json_atomic(results_path, results)
         return results
     finally:
         if handler is not None:
             logging.get_absl_logger().removeHandler(handler)
             handler.close()
+
+
+def _record_stop(results_path: Path, results: dict, status: str, err: Exception, started: float) -> None:
+    """Marks ``results.json`` with how the stage stopped (``diverged``/``failed``) and why."""
+    logging.error("%s", err)
+    results["status"] = status
+    results["error"] = f"{type(err).__name__}: {err}" if status == "failed" else str(err)
+    results["seconds"] = round(results.get("seconds", 0.0) + time.time() - started, 1)
+    try:
+        write_json_atomic(results_path, results)
+    except OSError as write_err:  # e.g. the disk that stopped the run is still full
+        logging.error("%s", write_err)
 
 
 class _LossHistory(keras.callbacks.Callback):
@@ -333,8 +363,10 @@ def _read_json(path: Path) -> dict:
 
 def run(config: TrainConfig) -> dict:
     """Runs the training command (teacher stage first with ``--train_teacher``); returns results."""
+    from pocketnet_tf.io_utils import ensure_dir
+
     strategy = make_strategy(config.strategy)
-    config.run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(config.run_dir)
     if config.synthesize_data:
         if is_chief(strategy):
             ensure_synthetic_data(config)

@@ -219,7 +219,8 @@ class SavedModelTeacher:
     def validate(self, input_shape, embedding_size) -> None:
         """Checks the teacher takes ``input_shape`` images and emits ``embedding_size`` floats.
 
-        Dynamic dimensions in the signature are checked by running one zero image.
+        Runs two probe images: the embedding size is the output's, and a teacher whose output is
+        not finite (NaN/inf weights) is refused.
         """
         import numpy as np
 
@@ -229,15 +230,31 @@ class SavedModelTeacher:
                 f"{self.path}: teacher input shape {list(self.input_shape)} does not match the student's "
                 f"{list(input_shape)}"
             )
-        size = self.embedding_size
-        if size is None or None in self.input_shape:
-            out = self(np.zeros((1, *input_shape), np.float32))
-            size = int(out.shape[-1])
-            self.embedding_size = size
+        out = np.asarray(self(probe_images(input_shape)))
+        check_finite_output(out, str(self.path))
+        size = int(out.shape[-1])
+        self.embedding_size = size
         if size != int(embedding_size):
             raise TeacherError(
                 f"{self.path}: teacher embedding size {size} does not match the student's {int(embedding_size)}"
             )
+
+
+def probe_images(input_shape):
+    """Two deterministic images in [-1, 1] (a ramp and its negation) of ``input_shape`` (H, W, C)."""
+    import numpy as np
+
+    ramp = np.linspace(-1.0, 1.0, int(np.prod(input_shape)), dtype=np.float32).reshape(input_shape)
+    return np.stack([ramp, -ramp])
+
+
+def check_finite_output(out, name: str) -> None:
+    """Refuses a teacher whose probe embeddings hold NaN or inf (e.g. NaN weights)."""
+    import numpy as np
+
+    if not np.isfinite(out).all():
+        raise TeacherError(f"{name}: the teacher's output on probe images is not finite (NaN/inf weights?); "
+                           "refusing it")
 
 
 class KerasTeacher:
@@ -260,6 +277,7 @@ class KerasTeacher:
                 f"teacher {self.model.name}: input {list(self.input_shape)} / embedding {self.embedding_size}, "
                 f"student expects {list(input_shape)} / {embedding_size}"
             )
+        check_finite_output(self(probe_images(tuple(input_shape))), f"teacher {self.model.name}")
 
 
 def as_teacher(teacher):
