@@ -47,12 +47,20 @@ def finite_step(loss, gradients):
     return tf.equal(bad, 0.0)
 
 
+def first_non_finite(variables):
+    """The first of ``variables`` (Keras or TF) holding a NaN or infinite value, else ``None``."""
+    for variable in variables:
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return variable
+    return None
+
+
 def check_finite_weights(model, where: str) -> None:
     """Raises :class:`DivergenceError` if any weight of ``model`` is NaN or infinite."""
-    for weight in model.weights:
-        value = np.asarray(keras.ops.convert_to_numpy(weight))
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise DivergenceError(f"{where}: weight {weight.path} holds non-finite values; not saved")
+    weight = first_non_finite(model.weights)
+    if weight is not None:
+        raise DivergenceError(f"{where}: weight {weight.path} holds non-finite values; not saved")
 
 
 class DivergenceGuard(keras.callbacks.Callback):

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 from absl import logging
 
-from pocketnet_tf.train.teachers import SavedModelTeacher, TeacherError, read_manifest
+from pocketnet_tf.train.teachers import SavedModelTeacher, TeacherError, check_finite_output, read_manifest
 
 POLICIES = ("per_epoch", "spread")
 
@@ -102,6 +102,7 @@ class TeacherSchedule:
         for path in self.unique_paths():
             teacher = SavedModelTeacher(path)
             teacher.validate(input_shape, embedding_size)
+            check_finite_output(teacher, input_shape, str(path))  # outside any strategy scope
             structures[path] = len(teacher.variables)
             del teacher
         return structures

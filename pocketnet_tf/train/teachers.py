@@ -219,8 +219,9 @@ class SavedModelTeacher:
     def validate(self, input_shape, embedding_size) -> None:
         """Checks the teacher takes ``input_shape`` images and emits ``embedding_size`` floats.
 
-        Runs two probe images: the embedding size is the output's, and a teacher whose output is
-        not finite (NaN/inf weights) is refused.
+        Dynamic dimensions in the signature are checked by running one zero image. A teacher with
+        NaN/inf weights is refused (a check of the values, safe inside a strategy scope; the output
+        check, :func:`check_finite_output`, runs in :meth:`TeacherSchedule.validate`).
         """
         import numpy as np
 
@@ -230,10 +231,12 @@ class SavedModelTeacher:
                 f"{self.path}: teacher input shape {list(self.input_shape)} does not match the student's "
                 f"{list(input_shape)}"
             )
-        out = np.asarray(self(probe_images(input_shape)))
-        check_finite_output(out, str(self.path))
-        size = int(out.shape[-1])
-        self.embedding_size = size
+        check_finite_weights(self.variables, str(self.path))
+        size = self.embedding_size
+        if size is None or None in self.input_shape:
+            out = self(np.zeros((1, *input_shape), np.float32))
+            size = int(out.shape[-1])
+            self.embedding_size = size
         if size != int(embedding_size):
             raise TeacherError(
                 f"{self.path}: teacher embedding size {size} does not match the student's {int(embedding_size)}"
@@ -248,13 +251,21 @@ def probe_images(input_shape):
     return np.stack([ramp, -ramp])
 
 
-def check_finite_output(out, name: str) -> None:
-    """Refuses a teacher whose probe embeddings hold NaN or inf (e.g. NaN weights)."""
+def check_finite_output(teacher, input_shape, name: str) -> None:
+    """Refuses a teacher whose embeddings of two probe images hold NaN or inf."""
     import numpy as np
 
-    if not np.isfinite(out).all():
-        raise TeacherError(f"{name}: the teacher's output on probe images is not finite (NaN/inf weights?); "
-                           "refusing it")
+    if not np.isfinite(np.asarray(teacher(probe_images(tuple(input_shape))))).all():
+        raise TeacherError(f"{name}: the teacher's output on probe images is not finite; refusing it")
+
+
+def check_finite_weights(variables, name: str) -> None:
+    """Refuses a teacher with a NaN or infinite weight, naming the first such variable."""
+    from pocketnet_tf.train.guard import first_non_finite
+
+    variable = first_non_finite(variables)
+    if variable is not None:
+        raise TeacherError(f"{name}: teacher weight {variable.name} holds NaN or inf values; refusing it")
 
 
 class KerasTeacher:
@@ -277,7 +288,7 @@ class KerasTeacher:
                 f"teacher {self.model.name}: input {list(self.input_shape)} / embedding {self.embedding_size}, "
                 f"student expects {list(input_shape)} / {embedding_size}"
             )
-        check_finite_output(self(probe_images(tuple(input_shape))), f"teacher {self.model.name}")
+        check_finite_weights(self.variables, f"teacher {self.model.name}")
 
 
 def as_teacher(teacher):

@@ -114,19 +114,23 @@ def test_resume_falls_back_past_a_corrupt_newest_checkpoint(tmp_path, caplog):
         restore_checkpoint(_model(seed=9), tmp_path, SPE)
 
 
-def _nan_teacher(tmp_path):
-    teacher = tiny_backbone(seed=3)
-    teacher.get_layer("fc").kernel.assign(np.full((4, 4), np.nan, np.float32))
-    return export_savedmodel(teacher, tmp_path / "nan_teacher"), teacher
+def test_teacher_with_nan_weights_or_output_is_refused(tmp_path):
+    from pocketnet_tf.train.teacher_schedule import TeacherSchedule
 
-
-def test_teacher_with_nan_weights_is_refused(tmp_path):
-    path, keras_teacher = _nan_teacher(tmp_path)
-    with pytest.raises(TeacherError, match=f"{path}: the teacher's output on probe images is not finite"):
+    keras_teacher = tiny_backbone(seed=3)
+    keras_teacher.get_layer("fc").kernel.assign(np.full((4, 4), np.nan, np.float32))
+    path = export_savedmodel(keras_teacher, tmp_path / "nan_teacher")
+    with pytest.raises(TeacherError, match=f"{path}: teacher weight .*fc/kernel.* holds NaN or inf values"):
         SavedModelTeacher(path).validate((8, 8, 3), 4)
-    with pytest.raises(TeacherError, match="teacher tiny: the teacher's output on probe images is not finite"):
+    with pytest.raises(TeacherError, match="teacher tiny: teacher weight .*kernel holds NaN or inf"):
         DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=keras_teacher)
-    SavedModelTeacher(export_savedmodel(tiny_backbone(seed=4), tmp_path / "ok")).validate((8, 8, 3), 4)
+    # Finite weights, non-finite output (a negative BN variance): the schedule's probe run refuses it.
+    broken = tiny_backbone(seed=4)
+    broken.get_layer("bn").moving_variance.assign(-np.ones(4, np.float32))
+    path = export_savedmodel(broken, tmp_path / "nan_output")
+    with pytest.raises(TeacherError, match=f"{path}: the teacher's output on probe images is not finite"):
+        TeacherSchedule.single(str(path), 1).validate((8, 8, 3), 4)
+    TeacherSchedule.single(str(export_savedmodel(tiny_backbone(seed=5), tmp_path / "ok")), 1).validate((8, 8, 3), 4)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
