@@ -171,7 +171,7 @@ def open_bundle(directory, *, app: bool = False) -> SealedBundle:
       BundleError: naming the file and the problem.
     """
     directory = Path(directory)
-    if not directory.is_dir() or directory.is_symlink():
+    if not directory.is_dir():  # the directory itself may be reached through a link (convert --out)
         raise BundleError(f"{directory}: not a bundle directory")
     meta_path = directory / METADATA_FILE
     meta = read_json(meta_path)

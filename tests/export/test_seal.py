@@ -213,3 +213,10 @@ def test_files_kept_in_out_are_sealed_and_failed_reports_ignored(sealed, tmp_pat
     assert bundle.verify_bundle(target)["tolerance"] == seal.GOLDEN_TOLERANCES["fp32"]
     (target / "failed_report.md").write_text("a later failure")
     assert bundle.verify_bundle(target)["passed"]
+
+
+def test_a_bundle_directory_reached_through_a_link_is_verified(sealed, tmp_path):
+    # Only the files inside are refused as links (convert --out may be a link to a directory).
+    link = tmp_path / "current"
+    link.symlink_to(sealed, target_is_directory=True)
+    assert bundle.verify_bundle(link)["passed"]

@@ -167,7 +167,7 @@ public final class BundleSeal {
 
   /** Relative POSIX paths of the regular files below {@code dir}, minus metadata, manifest and failed reports. */
   private static TreeSet<String> walk(File dir) throws IOException {
-    Path root = dir.toPath();
+    Path root = dir.toPath().toRealPath(); // the directory itself may be reached through a link
     TreeSet<String> found = new TreeSet<>();
     Files.walkFileTree(
         root,

@@ -357,6 +357,10 @@ public class BundleTest {
     File failed = writeBundle(inputs);
     FileIo.writeAtomic(new File(failed, "failed_report.json"), new byte[] {'{', '}'});
     assertEquals(2, VerificationBundle.open(failed).golden().cases.size());
+    // The bundle directory itself may be reached through a link; only files inside are refused as links.
+    File viaLink = new File(tmpRoot(failed), "current-bundle");
+    java.nio.file.Files.createSymbolicLink(viaLink.toPath(), failed.toPath());
+    assertEquals(2, VerificationBundle.open(viaLink).golden().cases.size());
 
     File manifest = writeBundle(inputs);
     append(new File(manifest, "manifest.json"), new byte[] {' '});
