@@ -1,4 +1,6 @@
-"""``python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] [--kd [--teacher=NAME]] [--json]``.
+"""``python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] [--kd [--teacher=NAME]] [--json]``
+and ``python -m pocketnet_tf.benchmark input --data=PATH --batch-size=B [--threads=N] [--json]``
+(the input pipeline: :mod:`pocketnet_tf.data.throughput`).
 
 Times the real training step (the MarginModel/DistillationModel ``train_step`` with an ArcFace
 head, PyTorch-style SGD and backbone clipping) on random in-memory batches, after ``--warmup``
@@ -29,7 +31,7 @@ from pocketnet_tf import flags as pn_flags  # noqa: E402
 pn_flags.define_benchmark_flags()
 FLAGS = flags.FLAGS
 USAGE = ("usage: python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] "
-         "[--kd [--teacher=NAME]] [--json]")
+         "[--kd [--teacher=NAME]] [--json] | input --data=PATH --batch-size=B [--threads=N] [--steps=N] [--json]")
 
 
 def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int = 3, input_size: int = 112,
@@ -85,8 +87,31 @@ def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int
     }
 
 
+def _input_main() -> int:
+    """``benchmark input``: the input pipeline's rate beside the decode-only rate."""
+    from pocketnet_tf.data.throughput import benchmark_input
+
+    if FLAGS.data is None:
+        raise app.UsageError("input needs --data")
+    try:
+        result = benchmark_input(FLAGS.data, batch_size=FLAGS.batch_size, threads=FLAGS.threads, steps=FLAGS.steps,
+                                 warmup=FLAGS.warmup)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if FLAGS.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['kind']} {result['data']}, batch {result['batch_size']}, {result['threads']} thread(s): "
+              f"{result['images_per_s']} images/s; decode only {result['decode_only_images_per_s']} images/s "
+              f"({result['ratio_to_decode_only']:.0%})")
+    return 0
+
+
 def main(argv):
     args = argv[1:]
+    if args == ["input"]:
+        return _input_main()
     if args != ["train"]:
         raise app.UsageError(USAGE)
     try:

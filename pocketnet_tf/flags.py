@@ -147,6 +147,9 @@ def define_benchmark_flags() -> None:
     flags.DEFINE_string("teacher", None, "--kd: teacher backbone registry name (default: a copy of --model; the "
                         "paper's teacher is iresnet100).")
     flags.DEFINE_boolean("json", False, "Print the result as one JSON object.")
+    flags.DEFINE_string("data", None, "input: dataset to read (train.rec directory, shard set, folder tree, .tfrecord).")
+    flags.DEFINE_integer("threads", 1, "input: tf.data threads (a private pool) for the pipeline and decode-only runs.",
+                         lower_bound=1)
 
 
 def normalize_dashes(argv, defined) -> list:
