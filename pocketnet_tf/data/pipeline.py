@@ -175,12 +175,16 @@ def _shard_images(source: ImageSource, positions, *, shuffle, seed, parallel, si
 def _finish(images, *, training, seed, size, decode_size, batch_size, drop_remainder, parallel, threads):
     import tensorflow as tf
 
-    flips_seed = None if seed is None else seed + 1
-    ds = tf.data.Dataset.zip(images, tf.data.Dataset.random(seed=flips_seed, rerandomize_each_iteration=True))
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda element, rnd: stages.augment_batch(element[0], element[2], rnd, size=size,
-                                                          decode_size=decode_size, training=training),
-                num_parallel_calls=parallel)
+    # Random bits for flips and crops from a generator drawn once per batch, in order (a
+    # sequential map): reproducible for a seed, new on every iteration, and no random *source*
+    # dataset, which auto-sharding by file would shard too.
+    with tf.init_scope(), tf.device("/cpu:0"):
+        generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
+                     else tf.random.Generator.from_seed(seed + 1))
+    ds = images.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda x, last, y: (x, y, generator.uniform_full_int(tf.shape(y), tf.int64)))
+    ds = ds.map(lambda x, y, rnd: stages.augment_batch(x, y, rnd, size=size, decode_size=decode_size,
+                                                       training=training), num_parallel_calls=parallel)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     if threads is None:
         return ds

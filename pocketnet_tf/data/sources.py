@@ -15,6 +15,7 @@ dataset is built.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -184,5 +185,6 @@ def probe_decoding(source: ImageSource, *, sample: int = 32) -> int:
 
 
 def _first_line(err) -> str:
-    text = getattr(err, "message", None) or str(err)
-    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    """The first line of a TensorFlow error without its ``{{function_node ...}}`` / ``[Op:...]`` wrapping."""
+    text = re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", "", getattr(err, "message", None) or str(err)).strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
