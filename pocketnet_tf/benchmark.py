@@ -89,22 +89,17 @@ def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int
 
 def _input_main() -> int:
     """``benchmark input``: the input pipeline's rate beside the decode-only rate."""
-    from pocketnet_tf.data.throughput import benchmark_input
+    from pocketnet_tf.data import throughput
 
     if FLAGS.data is None:
         raise app.UsageError("input needs --data")
     try:
-        result = benchmark_input(FLAGS.data, batch_size=FLAGS.batch_size, threads=FLAGS.threads, steps=FLAGS.steps,
-                                 warmup=FLAGS.warmup)
+        result = throughput.benchmark_input(FLAGS.data, batch_size=FLAGS.batch_size, threads=FLAGS.threads,
+                                            steps=FLAGS.steps, warmup=FLAGS.warmup)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if FLAGS.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['kind']} {result['data']}, batch {result['batch_size']}, {result['threads']} thread(s): "
-              f"{result['images_per_s']} images/s; decode only {result['decode_only_images_per_s']} images/s "
-              f"({result['ratio_to_decode_only']:.0%})")
+    print(json.dumps(result) if FLAGS.json else throughput.describe(result))
     return 0
 
 

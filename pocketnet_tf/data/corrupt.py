@@ -22,7 +22,8 @@ class CorruptRecordCounter:
     The first ``log_first`` problems are logged as warnings one by one, then one warning per
     ``log_every`` more, so a badly damaged file is visible in the log without flooding it.
 
-    Args:
+    Attributes:
+      messages: the first ``keep`` messages.
       describe: ``position -> str`` naming a record, used for the records the native decoder
         rejects (set by the source that owns the counter).
     """

@@ -253,7 +253,7 @@ def build_dataset(
             raise ValueError(f"random_crop_from={random_crop_from} must be >= image_size={size}")
         decode_size = int(random_crop_from)
     positions = _positions(source, indices)
-    if not getattr(source, "decoding_probed", False):
+    if not source.decoding_probed:
         probe_decoding(source)
         source.decoding_probed = True
     parallel = num_parallel_calls or threads or tf.data.AUTOTUNE

@@ -43,6 +43,7 @@ class ImageSource:
         counter.describe = self.describe
         self.labels = np.asarray(backend.labels, dtype=np.int64)
         self.num_classes = self._validate()
+        self.decoding_probed = False  # set by the pipeline once probe_decoding passed
 
     def _validate(self) -> int:
         labels = self.labels

@@ -10,7 +10,9 @@ beside the decode-only rate of the same images on the same threads.
   for this work.
 
 Both are measured in one process, one after the other; their ratio is what to compare across
-runs on a busy machine.
+runs. On a machine shared with other work the wall-clock rates also measure the other work, so
+the process CPU time of each timed window is reported too (``*_per_cpu_s``: images per second of
+CPU the process used, all its threads).
 """
 
 from __future__ import annotations
@@ -20,19 +22,20 @@ import time
 
 import numpy as np
 
-__all__ = ["benchmark_input"]
+__all__ = ["benchmark_input", "describe"]
 
 
-def _time_batches(dataset, warmup: int, steps: int) -> tuple[float, int]:
+def _time_batches(dataset, warmup: int, steps: int) -> tuple[float, float, int]:
+    """(wall seconds, process CPU seconds, images) of ``steps`` batches after ``warmup``."""
     iterator = iter(dataset)
     for _ in range(warmup):
         next(iterator)
     images = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         x, _ = next(iterator)
         images += int(x.shape[0])
-    return time.perf_counter() - start, images
+    return time.perf_counter() - start, time.process_time() - cpu_start, images
 
 
 def _decode_only(encoded: list[bytes], *, size: int, batch_size: int, threads: int):
@@ -55,18 +58,27 @@ def benchmark_input(data, *, batch_size: int, threads: int, steps: int, warmup: 
 
     source = pipeline.open_source(data)
     dataset, info = pipeline.build_dataset(source, batch_size=batch_size, training=True, seed=seed, threads=threads)
-    seconds, images = _time_batches(dataset.repeat(), warmup, steps)
+    seconds, cpu_seconds, images = _time_batches(dataset.repeat(), warmup, steps)
     count = min(len(source), (warmup + steps) * batch_size)
     positions = np.random.default_rng(seed).permutation(len(source))[:count]
     encoded = [b for b in source.read_many(positions) if b]
     decode_ds = _decode_only(encoded, size=info.image_size, batch_size=batch_size, threads=threads)
-    decode_seconds, decode_images = _time_batches(decode_ds, warmup, steps)
-    rate = images / seconds
-    decode_rate = decode_images / decode_seconds
+    decode_seconds, decode_cpu_seconds, decode_images = _time_batches(decode_ds, warmup, steps)
+    rate, cpu_rate = images / seconds, images / cpu_seconds
+    decode_rate, decode_cpu_rate = decode_images / decode_seconds, decode_images / decode_cpu_seconds
     return {
         "data": str(info.location), "kind": info.kind, "image_size": info.image_size, "batch_size": batch_size,
         "threads": threads, "steps": steps, "images": images, "seconds": round(seconds, 3),
         "images_per_s": round(rate, 1), "decode_only_images_per_s": round(decode_rate, 1),
-        "ratio_to_decode_only": round(rate / decode_rate, 3), "corrupt_records": info.corrupt.count,
+        "ratio_to_decode_only": round(rate / decode_rate, 3),
+        "images_per_cpu_s": round(cpu_rate, 1), "decode_only_images_per_cpu_s": round(decode_cpu_rate, 1),
+        "cpu_ratio_to_decode_only": round(cpu_rate / decode_cpu_rate, 3), "corrupt_records": info.corrupt.count,
         "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
     }
+
+
+def describe(result: dict) -> str:
+    """One line for a human."""
+    return (f"{result['kind']} {result['data']}, batch {result['batch_size']}, {result['threads']} thread(s): "
+            f"{result['images_per_s']} images/s; decode only {result['decode_only_images_per_s']} images/s "
+            f"({result['ratio_to_decode_only']:.0%})")

@@ -31,3 +31,12 @@ def write_rec(directory, labels, images, *, num_classes=None):
 
 def record_offset(directory, key: int) -> int:
     return recordio.read_index(directory / "train.idx")[key]
+
+
+def collect(ds):
+    """Every batch of a ``(x, y)`` dataset, concatenated into two numpy arrays."""
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
