@@ -153,16 +153,12 @@ def decode_checked(records, *, end_seq, expected_positions, mask, size: int, par
                                                              label), num_parallel_calls=parallel, deterministic=True)
 
     def mark_gap(expected, element):
+        # Usually an empty range: a scatter of nothing is cheaper than a tf.cond per element.
         seq = element[0]
-
-        def mark():
-            lost = expected_positions(expected, seq)
-            update = mask.scatter_nd_update(lost[:, None], tf.ones_like(lost, tf.bool))
-            with tf.control_dependencies([update]):
-                return tf.identity(seq)
-
-        seq = tf.cond(seq > expected, mark, lambda: tf.identity(seq))
-        return seq + 1, element[1:]
+        lost = expected_positions(expected, seq)
+        update = mask.scatter_nd_update(lost[:, None], tf.ones_like(lost, tf.bool))
+        with tf.control_dependencies([update]):
+            return tf.identity(seq) + 1, element[1:]
 
     decoded = decoded.ignore_errors().scan(tf.constant(0, tf.int64), mark_gap)
     return decoded.filter(lambda image, last, label: tf.logical_not(last))
@@ -173,14 +169,32 @@ def augment_batch(images, labels, rnd, *, size: int, decode_size: int, training:
     int64 per image, then the network normalisation."""
     import tensorflow as tf
 
-    if training:
-        if decode_size != size:
-            images = tf.map_fn(lambda pair: _crop(pair[0], pair[1], size, decode_size), (images, rnd),
-                               fn_output_signature=images.dtype)
-        # Mirror only the chosen images (a broadcast tf.where over the whole batch costs 3x more).
-        chosen = tf.where(tf.equal(tf.math.floormod(rnd, 2), 1))
-        images = tf.tensor_scatter_nd_update(images, chosen, tf.reverse(tf.gather_nd(images, chosen), axis=[2]))
-    return preprocess.normalize_tf(images), labels
+    if training and decode_size != size:
+        images = tf.map_fn(lambda pair: _crop(pair[0], pair[1], size, decode_size), (images, rnd),
+                           fn_output_signature=images.dtype)
+    flip = tf.equal(tf.math.floormod(rnd, 2), 1) if training else tf.zeros_like(rnd, tf.bool)
+    return _flip_and_normalize()(images, flip), labels
+
+
+_FLIP_AND_NORMALIZE = []
+
+
+def _flip_and_normalize():
+    """``(uint8 batch, bool per image) -> float32 batch``, mirrored where asked, normalised;
+    compiled with XLA into one pass over the batch (4x less CPU than the separate ops, which
+    matters beside a ~0.15 ms JPEG decode). XLA multiplies by 1/127.5 where the numpy
+    :func:`preprocess.normalize` divides: values may differ by one float32 ulp."""
+    import tensorflow as tf
+
+    if not _FLIP_AND_NORMALIZE:
+
+        @tf.function(jit_compile=True)
+        def flip_and_normalize(images, flip):
+            mirrored = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+            return preprocess.normalize_tf(mirrored)
+
+        _FLIP_AND_NORMALIZE.append(flip_and_normalize)
+    return _FLIP_AND_NORMALIZE[0]
 
 
 def _crop(image, rnd, size, decode_size):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from pocketnet_tf.data import convert, folder, pipeline, preprocess, recordio, shards, tfrecord
 from tests.cli_support import ENV, REPO, run_module
-from tests.data.data_helpers import collect, unique_images
+from tests.data.data_helpers import collect, pixels, unique_images
 
 LABELS = np.repeat(np.arange(6), [5, 3, 4, 6, 2, 4])  # 24 images, grouped by identity as in insightface sets
 
@@ -52,7 +52,7 @@ def test_recordio_shards_and_folders_give_identical_images_and_labels(three_form
     x_sh, y_sh = collect(ds)
     assert (info.kind, info.num_classes, info.num_images, info.image_size) == ("shards", 6, 24, 16)
     # The TensorFlow decoder gives PIL's pixels (accurate integer IDCT).
-    np.testing.assert_array_equal(x_rec, preprocess.normalize([preprocess.decode_image(b, size=16) for b in encoded]))
+    np.testing.assert_array_equal(pixels(x_rec), [preprocess.decode_image(b, size=16) for b in encoded])
     assert y_rec.tolist() == LABELS.tolist()
     np.testing.assert_array_equal(x_tree, x_rec)
     assert y_tree.tolist() == y_rec.tolist()
