@@ -1,4 +1,6 @@
-"""``python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] [--kd [--teacher=NAME]] [--json]``.
+"""``python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] [--kd [--teacher=NAME]] [--json]``
+and ``python -m pocketnet_tf.benchmark input --data=PATH --batch-size=B [--threads=N] [--json]``
+(the input pipeline: :mod:`pocketnet_tf.data.throughput`).
 
 Times the real training step (the MarginModel/DistillationModel ``train_step`` with an ArcFace
 head, PyTorch-style SGD and backbone clipping) on random in-memory batches, after ``--warmup``
@@ -30,8 +32,9 @@ pn_flags.define_benchmark_flags()
 FLAGS = flags.FLAGS
 KD_USAGE = ("usage: python -m pocketnet_tf.benchmark kd --flagfile=TRAIN_FLAGFILE --seeds=N --out=DIR "
             "[--arms=none,single,multistep] [--json]")
-USAGE = ("usage: python -m pocketnet_tf.benchmark kd ... | train --model=NAME --batch-size=B --steps=N [--jit] "
-         "[--kd [--teacher=NAME]] [--json]")
+USAGE = ("usage: python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] "
+         "[--kd [--teacher=NAME]] [--json] | input --data=PATH --batch-size=B [--threads=N] [--steps=N] [--json] "
+         "| kd --flagfile=TRAIN_FLAGFILE --seeds=N --out=DIR [--json]")
 
 
 def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int = 3, input_size: int = 112,
@@ -116,8 +119,26 @@ def kd_argv(argv: list) -> list:
     return [a.replace("--flagfile=", "--kd_flagfile=", 1) if a.startswith("--flagfile=") else a for a in argv]
 
 
+def _input_main() -> int:
+    """``benchmark input``: the input pipeline's rate beside the decode-only rate."""
+    from pocketnet_tf.data import throughput
+
+    if FLAGS.data is None:
+        raise app.UsageError("input needs --data")
+    try:
+        result = throughput.benchmark_input(FLAGS.data, batch_size=FLAGS.batch_size, threads=FLAGS.threads,
+                                            steps=FLAGS.steps, warmup=FLAGS.warmup)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result) if FLAGS.json else throughput.describe(result))
+    return 0
+
+
 def main(argv):
     args = argv[1:]
+    if args == ["input"]:
+        return _input_main()
     if args == ["kd"]:
         return benchmark_kd()
     if args != ["train"]:

@@ -174,6 +174,9 @@ def define_benchmark_flags() -> None:
     flags.DEFINE_list("arms", ["none", "single", "multistep"], "kd: arms, a KD mode plus optional +flag=value "
                       "training flags, e.g. none,single,multistep,multistep+kd_loss=cosine,multistep+kd_weight=10.")
     flags.DEFINE_string("verification_set", None, "kd: the --eval_bins name compared (default: the first).")
+    flags.DEFINE_string("data", None, "input: dataset to read (train.rec directory, shard set, folder tree, .tfrecord).")
+    flags.DEFINE_integer("threads", 1, "input: tf.data threads (a private pool) for the pipeline and decode-only runs.",
+                         lower_bound=1)
 
 
 def normalize_dashes(argv, defined) -> list:

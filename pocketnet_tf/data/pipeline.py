@@ -1,33 +1,31 @@
 """The training input pipeline: any supported dataset location -> ``tf.data.Dataset`` of
 ``(image float32 NHWC in [-1, 1], label int32)``.
 
-Supported locations (detected by :func:`open_source`):
-
-* a directory with ``train.rec`` / ``train.idx`` (insightface RecordIO, spec §6.1), or a path
-  to a ``.rec`` file (its ``.idx`` beside it);
-* a folder-per-identity tree ``root/<identity>/<image>.jpg|png``;
-* a ``.tfrecord`` file written by :mod:`pocketnet_tf.data.tfrecord`.
+Supported locations: see :mod:`pocketnet_tf.data.sources` (RecordIO, TFRecord shard sets,
+folder trees, single ``.tfrecord`` files). Shard sets are read natively (``TFRecordDataset``);
+the others hand encoded bytes over from Python in batches. Decoding, flips, crops and
+normalisation are TensorFlow ops in parallel stages (:mod:`pocketnet_tf.data.stages`).
 
 Augmentation follows spec §6.2: training adds only a random horizontal flip (p = 0.5); the
 search "train" view (spec §2.4) can add resize-then-random-crop with ``random_crop_from``.
 Normalisation is :func:`pocketnet_tf.data.preprocess.normalize_tf` (x / 127.5 - 1).
 
 Corrupt input never ends an epoch: a record that cannot be framed, read or decoded is skipped
-and added to a :class:`CorruptRecordCounter` (logged, and readable by the caller while or after
-iterating). Problems that make training meaningless (no images, labels outside
-``property``'s ``num_classes``, classes without images) raise before a dataset is returned.
+and added, once per record, to a :class:`CorruptRecordCounter` (logged, and readable by the
+caller while or after iterating). Problems that make training meaningless (no images, labels
+outside ``property``'s ``num_classes``, classes without images, no decodable image in a sample)
+raise before a dataset is returned.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from absl import logging
 
-from pocketnet_tf.data import preprocess
+from pocketnet_tf.data import preprocess, stages
+from pocketnet_tf.data.corrupt import CorruptRecordCounter
+from pocketnet_tf.data.sources import ImageSource, open_source, probe_decoding
 
 __all__ = [
     "CorruptRecordCounter",
@@ -37,48 +35,14 @@ __all__ = [
     "build_dataset",
     "stratified_split",
     "search_split",
+    "SHUFFLE_BUFFER",
+    "SHARD_CYCLE",
 ]
 
-
-class CorruptRecordCounter:
-    """Thread-safe count of skipped records, with the first messages kept.
-
-    The first ``log_first`` problems are logged as warnings one by one, then one warning per
-    ``log_every`` more, so a badly damaged file is visible in the log without flooding it.
-    """
-
-    def __init__(self, *, log_first: int = 10, log_every: int = 1000, keep: int = 100):
-        self._lock = threading.Lock()
-        self._count = 0
-        self.messages: list[str] = []
-        self._log_first = log_first
-        self._log_every = log_every
-        self._keep = keep
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return self._count
-
-    def add(self, message: str) -> None:
-        with self._lock:
-            self._count += 1
-            n = self._count
-            if len(self.messages) < self._keep:
-                self.messages.append(message)
-        if n <= self._log_first:
-            logging.warning("skipping corrupt record (%d so far): %s", n, message)
-        elif n % self._log_every == 0:
-            logging.warning("%d corrupt records skipped so far; latest: %s", n, message)
-
-    def summary(self) -> str:
-        n = self.count
-        if n == 0:
-            return "no corrupt records"
-        return f"{n} corrupt record(s) skipped; first: {self.messages[0]}"
-
-    def __repr__(self) -> str:
-        return f"CorruptRecordCounter(count={self.count})"
+#: Decoded images held by the shuffle buffer of a shard set (x 37 KB at 112 x 112).
+SHUFFLE_BUFFER = 2048
+#: Shards read at once (all of them up to this many: then the set order is the read order).
+SHARD_CYCLE = 64
 
 
 @dataclass(frozen=True)
@@ -113,115 +77,6 @@ class DatasetInfo:
         return -(-self.num_images // self.batch_size)
 
 
-class ImageSource:
-    """A dataset opened and validated: labels, class count, random access to encoded images.
-
-    Build it with :func:`open_source`. Positions ``0 .. len-1`` index the usable records (the
-    order of the index file / the sorted folder tree / the TFRecord file).
-    """
-
-    def __init__(self, backend, counter: CorruptRecordCounter):
-        self.backend = backend
-        self.counter = counter
-        self.kind = backend.kind
-        self.location = str(backend.location)
-        for _, message in backend.skipped:
-            counter.add(message)
-        self.labels = np.asarray(backend.labels, dtype=np.int64)
-        self.num_classes = self._validate()
-
-    def _validate(self) -> int:
-        labels = self.labels
-        where = self.location
-        if labels.size == 0:
-            skipped = len(self.backend.skipped)
-            extra = f" ({skipped} corrupt record(s) skipped; first: {self.backend.skipped[0][1]})" if skipped else ""
-            raise ValueError(f"{where}: the dataset has no usable images{extra}")
-        declared = self.backend.num_classes_declared
-        upper = declared if declared is not None else None
-        bad = labels < 0 if upper is None else (labels < 0) | (labels >= upper)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            rng = f"0..{upper - 1} (property num_classes={upper})" if upper is not None else ">= 0"
-            raise ValueError(
-                f"{where}: {int(bad.sum())} image(s) have labels outside {rng}; first: "
-                f"{self.backend.describe(first)} has label {int(labels[first])}"
-            )
-        num_classes = declared if declared is not None else int(labels.max()) + 1
-        present = np.bincount(labels, minlength=num_classes) > 0
-        if not present.all():
-            missing = np.flatnonzero(~present)
-            skipped = len(self.backend.skipped)
-            if declared is not None and missing.size <= skipped:
-                # The gap can be the corrupt records' doing; the class count is known from
-                # `property`, so training can go on (those classes just get no positives).
-                logging.warning(
-                    "%s: %d class(es) have no usable images after skipping %d corrupt record(s) (first: %s)",
-                    where, missing.size, skipped, missing[:10].tolist(),
-                )
-                return int(num_classes)
-            raise ValueError(
-                f"{where}: labels are not contiguous: {missing.size} of {num_classes} classes have no images "
-                f"(first missing class ids: {missing[:10].tolist()}); labels must cover 0..{num_classes - 1}"
-            )
-        return int(num_classes)
-
-    def __len__(self) -> int:
-        return int(self.labels.size)
-
-    @property
-    def image_size_hint(self) -> tuple[int, int] | None:
-        return self.backend.image_size
-
-    def describe(self, i: int) -> str:
-        return self.backend.describe(i)
-
-    def source_id(self, i: int) -> str:
-        """Short, location-independent name of position ``i`` (stored in converted files)."""
-        return self.backend.source_id(i)
-
-    def read_image(self, i: int) -> bytes:
-        return self.backend.read_image(i)
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-def _detect(location: Path):
-    from pocketnet_tf.data import folder, recordio, tfrecord
-
-    if location.is_file():
-        if location.suffix == ".rec":
-            return recordio.InsightFaceRecordSource(location.parent, prefix=location.stem)
-        return tfrecord.TFRecordSource(location)
-    if location.is_dir():
-        if (location / "train.rec").exists():
-            return recordio.InsightFaceRecordSource(location)
-        if folder.looks_like_folder_tree(location):
-            return folder.FolderSource(location)
-        raise ValueError(
-            f"{location}: not a dataset: expected a directory with train.rec/train.idx, a folder-per-identity "
-            "tree (root/<identity>/<image>.jpg|png) or a .tfrecord file"
-        )
-    raise FileNotFoundError(f"{location}: dataset not found")
-
-
-def open_source(location, *, counter: CorruptRecordCounter | None = None) -> ImageSource:
-    """Opens and validates a dataset (see the module doc for the supported layouts).
-
-    Args:
-      location: a path, or an already opened :class:`ImageSource` (returned as is).
-      counter: where skipped records are counted (a new counter by default).
-
-    Raises:
-      FileNotFoundError / ValueError: naming the path and the problem (no images, labels out of
-        range, classes without images, unreadable index, ...).
-    """
-    if isinstance(location, ImageSource):
-        return location
-    return ImageSource(_detect(Path(location)), counter if counter is not None else CorruptRecordCounter())
-
-
 def _output_size(source: ImageSource, image_size: int | None) -> int:
     if image_size is not None:
         if int(image_size) < 8:
@@ -239,6 +94,106 @@ def _output_size(source: ImageSource, image_size: int | None) -> int:
     return preprocess.IMAGE_SIZE
 
 
+def _positions(source: ImageSource, indices) -> np.ndarray:
+    if indices is None:
+        return np.arange(len(source), dtype=np.int64)
+    positions = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if positions.size == 0:
+        raise ValueError(f"{source.location}: the index subset is empty")
+    if positions.min() < 0 or positions.max() >= len(source):
+        raise ValueError(
+            f"{source.location}: index subset has positions outside 0..{len(source) - 1} "
+            f"(min {positions.min()}, max {positions.max()})"
+        )
+    return positions
+
+
+def _pass_keys(shuffle: bool, seed):
+    """One ``[2]`` int64 key per iteration of the dataset (redrawn on every iteration)."""
+    import tensorflow as tf
+
+    if not shuffle:
+        return tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64))
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+
+
+def _random_access_images(source: ImageSource, positions, *, shuffle, seed, parallel, size):
+    """``(image uint8, label)`` read through Python in batches, decoded natively."""
+    import tensorflow as tf
+
+    table = tf.constant(positions)
+    labels = tf.constant(source.labels.astype(np.int32))
+    mask = source.counter.native_mask(len(source))
+
+    def one_pass(key):
+        # A full permutation per pass, drawn as one tensor: a shuffle buffer of millions of
+        # records would cost far more memory, and a small one would not mix identities that the
+        # record file stores grouped.
+        order = tf.random.experimental.stateless_shuffle(table, seed=key) if shuffle else table
+        records = stages.read_random_access(source, order, labels, parallel=parallel)
+        return stages.decode_checked(records, end_seq=tf.size(order), mask=mask, size=size, parallel=parallel,
+                                     expected_positions=lambda lo, hi: order[lo:hi])
+
+    return _pass_keys(shuffle, seed).flat_map(one_pass)
+
+
+def _shard_images(source: ImageSource, positions, *, shuffle, seed, parallel, size):
+    """``(image uint8, label)`` read by ``TFRecordDataset`` from every shard, decoded natively."""
+    import tensorflow as tf
+
+    backend = source.backend
+    n = backend.num_shards
+    counts = [s["num_images"] for s in backend.manifest["shards"]]
+    member = None
+    if positions.size != len(source):
+        chosen = np.zeros(len(source), bool)
+        chosen[positions] = True
+        member = tf.constant(chosen)
+    mask = source.counter.native_mask(len(source))
+
+    def one_shard(path, k, count):
+        def expected(lo, hi):
+            lost = tf.range(lo, hi) * n + tf.cast(k, tf.int64)
+            return lost if member is None else tf.boolean_mask(lost, tf.gather(member, lost))
+
+        records = stages.read_shard(path, k, n, member=member)
+        return stages.decode_checked(records, end_seq=count, expected_positions=expected, mask=mask, size=size,
+                                     parallel=parallel)
+
+    files = tf.data.Dataset.from_tensor_slices(([str(p) for p in backend.paths], np.arange(n, dtype=np.int64),
+                                                np.asarray(counts, np.int64)))
+    if shuffle:
+        files = files.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = files.interleave(one_shard, cycle_length=min(n, SHARD_CYCLE), block_length=1, num_parallel_calls=parallel,
+                          deterministic=True)
+    if shuffle:
+        ds = ds.shuffle(min(SHUFFLE_BUFFER, positions.size), seed=None if seed is None else seed + 2,
+                        reshuffle_each_iteration=True)
+    return ds
+
+
+def _finish(images, *, training, seed, size, decode_size, batch_size, drop_remainder, parallel, threads):
+    import tensorflow as tf
+
+    # Random bits for flips and crops from a generator drawn once per batch, in order (a
+    # sequential map): reproducible for a seed, new on every iteration, and no random *source*
+    # dataset, which auto-sharding by file would shard too.
+    with tf.init_scope(), tf.device("/cpu:0"):
+        generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
+                     else tf.random.Generator.from_seed(seed + 1))
+    ds = images.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda x, last, y: (x, y, generator.uniform_full_int(tf.shape(y), tf.int64)))
+    ds = ds.map(lambda x, y, rnd: stages.augment_batch(x, y, rnd, size=size, decode_size=decode_size,
+                                                       training=training), num_parallel_calls=parallel)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    if threads is None:
+        return ds
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = int(threads)
+    options.threading.max_intra_op_parallelism = 1
+    return ds.with_options(options)
+
+
 def build_dataset(
     location,
     *,
@@ -252,6 +207,7 @@ def build_dataset(
     random_crop_from: int | None = None,
     num_parallel_calls: int | None = None,
     counter: CorruptRecordCounter | None = None,
+    threads: int | None = None,
 ):
     """Builds the input pipeline.
 
@@ -260,28 +216,34 @@ def build_dataset(
       batch_size: images per batch.
       training: adds the random horizontal flip (p = 0.5); shuffles and drops the remainder by
         default.
-      image_size: output side; default: the ``property`` size, else the first image's size.
-        Images of another size are resized (shorter side) and centre-cropped when decoded.
+      image_size: output side; default: the ``property``/manifest size, else the first image's
+        size. Images of another size are resized (shorter side) and centre-cropped when decoded.
       indices: positions (``0 .. len(source)-1``) to use, e.g. one half of
         :func:`stratified_split`; default all.
-      shuffle: reshuffle every epoch (default ``training``).
+      shuffle: reshuffle every epoch (default ``training``). Random-access sources draw a full
+        permutation per pass; shard sets shuffle the shard order, interleave all shards and pass
+        the images through a seeded buffer of :data:`SHUFFLE_BUFFER`.
       drop_remainder: default ``training``.
       seed: makes shuffling, flips and crops reproducible.
       random_crop_from: training only: decode at this size, then take a random
         ``image_size`` crop (the architecture-search train view uses 128 -> 112).
-      num_parallel_calls: decode parallelism (default ``tf.data.AUTOTUNE``).
+      num_parallel_calls: decode parallelism (default ``threads``, else ``tf.data.AUTOTUNE``).
       counter: counter for skipped records when ``location`` is a path (an opened source keeps
         its own counter).
+      threads: size of a private tf.data thread pool (default: TensorFlow's shared pool).
 
     Returns:
       ``(dataset, DatasetInfo)``; batches are ``(float32 [B, S, S, 3] in [-1, 1], int32 [B])``.
+
+    Raises:
+      ValueError: bad arguments, or no decodable image in a sample of the data
+        (:func:`pocketnet_tf.data.sources.probe_decoding`).
     """
     import tensorflow as tf
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     source = open_source(location, counter=counter)
-    source_counter = source.counter
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
     size = _output_size(source, image_size)
@@ -290,83 +252,18 @@ def build_dataset(
         if random_crop_from < size:
             raise ValueError(f"random_crop_from={random_crop_from} must be >= image_size={size}")
         decode_size = int(random_crop_from)
-
-    if indices is None:
-        positions = np.arange(len(source), dtype=np.int64)
-    else:
-        positions = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if positions.size == 0:
-            raise ValueError(f"{source.location}: the index subset is empty")
-        if positions.min() < 0 or positions.max() >= len(source):
-            raise ValueError(
-                f"{source.location}: index subset has positions outside 0..{len(source) - 1} "
-                f"(min {positions.min()}, max {positions.max()})"
-            )
-    labels = source.labels.astype(np.int32)
-    blank = np.zeros((decode_size, decode_size, 3), np.uint8)
-
-    def load(position):
-        i = int(position)
-        try:
-            data = source.read_image(i)
-            image = preprocess.decode_image(data, source=source.describe(i), size=decode_size)
-        except (ValueError, OSError) as err:
-            source_counter.add(str(err))
-            return blank, np.int32(-1), False
-        return image, labels[i], True
-
-    def load_tf(position, *rest):
-        image, label, ok = tf.numpy_function(load, [position], [tf.uint8, tf.int32, tf.bool], stateful=False)
-        image = tf.ensure_shape(image, [decode_size, decode_size, 3])
-        label = tf.ensure_shape(label, [])
-        ok = tf.ensure_shape(ok, [])
-        return (image, label, ok, *rest)
-
-    def augment(image, label, ok, rnd):
-        del ok
-        if decode_size != size:
-            span = decode_size - size + 1
-            top = tf.cast(tf.math.floormod(tf.math.floordiv(rnd, 2), span), tf.int32)
-            left = tf.cast(tf.math.floormod(tf.math.floordiv(rnd, 2 * span), span), tf.int32)
-            image = image[top : top + size, left : left + size, :]
-        flip = tf.equal(tf.math.floormod(rnd, 2), 1)
-        image = tf.where(flip, tf.reverse(image, axis=[1]), image)
-        return preprocess.normalize_tf(image), label
-
-    def finish(image, label, ok):
-        del ok
-        return preprocess.normalize_tf(image), label
-
-    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
-    if shuffle:
-        # A full permutation per pass, drawn as one tensor: a shuffle buffer of millions of
-        # records would cost far more memory, and a small one would not mix identities that the
-        # record file stores grouped. A new key is drawn on every iteration of the dataset.
-        table = tf.constant(positions)
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-        ds = keys.flat_map(
-            lambda key: tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(table, seed=key))
-        )
-    else:
-        ds = tf.data.Dataset.from_tensor_slices(positions)
-    if training:
-        flips_seed = None if seed is None else seed + 1
-        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=flips_seed, rerandomize_each_iteration=True))
-    ds = ds.map(load_tf, num_parallel_calls=parallel)
-    ds = ds.filter(lambda image, label, ok, *rest: ok)
-    ds = ds.map(augment if training else finish, num_parallel_calls=parallel)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    info = DatasetInfo(
-        location=source.location,
-        kind=source.kind,
-        num_classes=source.num_classes,
-        num_images=int(positions.size),
-        image_size=size,
-        batch_size=int(batch_size),
-        drop_remainder=bool(drop_remainder),
-        corrupt=source_counter,
-    )
+    positions = _positions(source, indices)
+    if not source.decoding_probed:
+        probe_decoding(source)
+        source.decoding_probed = True
+    parallel = num_parallel_calls or threads or tf.data.AUTOTUNE
+    read = _shard_images if source.kind == "shards" else _random_access_images
+    images = read(source, positions, shuffle=shuffle, seed=seed, parallel=parallel, size=decode_size)
+    ds = _finish(images, training=training, seed=seed, size=size, decode_size=decode_size, batch_size=batch_size,
+                 drop_remainder=drop_remainder, parallel=parallel, threads=threads)
+    info = DatasetInfo(location=source.location, kind=source.kind, num_classes=source.num_classes,
+                       num_images=int(positions.size), image_size=size, batch_size=int(batch_size),
+                       drop_remainder=bool(drop_remainder), corrupt=source.counter)
     return ds, info
 
 

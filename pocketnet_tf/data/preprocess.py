@@ -81,6 +81,38 @@ def decode_image(data: bytes, *, source: str = "<bytes>", size: int = IMAGE_SIZE
         raise ValueError(f"{source}: cannot decode image ({err})") from err
 
 
+def decode_image_tf(encoded, size: int):
+    """TensorFlow twin of :func:`decode_image` for tf.data pipelines: JPEG or PNG bytes -> RGB
+    uint8 ``[size, size, 3]``.
+
+    JPEGs are decoded with the accurate integer IDCT (as PIL does, so both decoders agree);
+    an image of another size has its shorter side resized to ``size`` (bilinear with
+    antialiasing, rounded to uint8, like PIL's reducing bilinear) and the centre kept. Bytes that
+    are neither JPEG nor PNG, or do not decode, raise ``InvalidArgumentError`` when run.
+    """
+    import tensorflow as tf
+
+    image = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_png(encoded, channels=3),
+    )
+    image = tf.ensure_shape(image, [None, None, 3])
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+
+    def resize_and_crop():
+        scale = size / tf.cast(tf.minimum(height, width), tf.float64)
+        new_h = tf.maximum(size, tf.cast(tf.round(tf.cast(height, tf.float64) * scale), tf.int32))
+        new_w = tf.maximum(size, tf.cast(tf.round(tf.cast(width, tf.float64) * scale), tf.int32))
+        resized = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
+        resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+        top, left = (new_h - size) // 2, (new_w - size) // 2
+        return resized[top : top + size, left : left + size, :]
+
+    same = tf.logical_and(tf.equal(height, size), tf.equal(width, size))
+    return tf.ensure_shape(tf.cond(same, lambda: image, resize_and_crop), [size, size, 3])
+
+
 def probe_image(data: bytes, *, source: str = "<bytes>") -> tuple[int, int, str]:
     """Fully decodes JPEG/PNG bytes (to prove they are readable) and returns
     ``(height, width, format)`` with format ``"jpeg"`` or ``"png"``, without resizing.

@@ -1,5 +1,5 @@
-"""TFRecord files of face images: writer, random-access reader, and a converter from the other
-dataset layouts.
+"""TFRecord files of face images: writer, random-access reader and the Example schema (the
+converters are in :mod:`pocketnet_tf.data.convert`).
 
 Framing (TensorFlow's TFRecord), repeated::
 
@@ -39,7 +39,7 @@ __all__ = [
     "make_example",
     "parse_example",
     "TFRecordSource",
-    "convert_to_tfrecord",
+    "read_record_at",
     "TFRECORD_SUFFIXES",
 ]
 
@@ -106,6 +106,7 @@ class TFRecordWriter:
         self._stack = contextlib.ExitStack()
         self._f = None
         self.count = 0
+        self.offset = 0  # bytes written so far = where the next record starts
 
     def __enter__(self):
         tmp = self._stack.enter_context(atomic_path(self.path))
@@ -124,8 +125,10 @@ class TFRecordWriter:
     def write(self, data: bytes) -> None:
         if self._f is None:
             raise ValueError(f"{self.path}: writer is not open (use it as a context manager)")
-        self._f.write(_frame(bytes(data)))
+        frame = _frame(bytes(data))
+        self._f.write(frame)
         self.count += 1
+        self.offset += len(frame)
 
 
 def iter_tfrecord_frames(path):
@@ -161,6 +164,27 @@ def iter_tfrecord_frames(path):
             f.seek(length + 4, os.SEEK_CUR)
             offset += 12 + length + 4
             number += 1
+
+
+def read_record_at(fd: int, offset: int) -> bytes:
+    """The data of the record framed at byte ``offset`` of an open file, both checksums checked.
+
+    Raises:
+      ValueError(problem): bad length checksum, short read or data checksum mismatch.
+    """
+    head = os.pread(fd, 12, offset)
+    if len(head) < 12:
+        raise ValueError(f"truncated record header ({len(head)} of 12 bytes)")
+    if _U32.unpack_from(head, 8)[0] != masked_crc32c(head[:8]):
+        raise ValueError("length checksum mismatch")
+    (length,) = _U64.unpack_from(head, 0)
+    blob = os.pread(fd, length + 4, offset + 12)
+    if len(blob) != length + 4:
+        raise ValueError("short read (file changed or truncated)")
+    data = blob[:length]
+    if _U32.unpack_from(blob, length)[0] != masked_crc32c(data):
+        raise ValueError("data checksum mismatch")
+    return data
 
 
 def make_example(image: bytes, label: int, *, height: int, width: int, fmt: str, source_id: str = "") -> bytes:
@@ -280,42 +304,3 @@ class TFRecordSource:
     def __del__(self):
         with contextlib.suppress(Exception):
             self.close()
-
-
-def convert_to_tfrecord(src, out, *, counter=None) -> dict:
-    """Converts a RecordIO directory or a folder tree (or another TFRecord) to one TFRecord file.
-
-    Every image is decoded once to prove it is readable; records that cannot be read or decoded
-    are skipped and counted in ``counter`` (a :class:`pocketnet_tf.data.pipeline.CorruptRecordCounter`,
-    a new one by default). Labels are checked before anything is written.
-
-    Returns:
-      ``{"out", "num_written", "num_skipped", "num_classes", "kind"}``.
-    """
-    from pocketnet_tf.data import pipeline
-    from pocketnet_tf.data.preprocess import probe_image
-
-    out = Path(out)
-    source = pipeline.open_source(src, counter=counter)
-    counter = source.counter
-    written = 0
-    with TFRecordWriter(out) as writer:
-        for i in range(len(source)):
-            where = source.describe(i)
-            try:
-                data = source.read_image(i)
-                height, width, fmt = probe_image(data, source=where)
-            except ValueError as err:
-                counter.add(str(err))
-                continue
-            writer.write(make_example(data, int(source.labels[i]), height=height, width=width, fmt=fmt, source_id=source.source_id(i)))
-            written += 1
-    if written == 0:
-        raise ValueError(f"{src}: no readable images to convert ({counter.count} corrupt)")
-    return {
-        "out": str(out),
-        "num_written": written,
-        "num_skipped": counter.count,
-        "num_classes": source.num_classes,
-        "kind": source.kind,
-    }

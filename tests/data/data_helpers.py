@@ -31,3 +31,21 @@ def write_rec(directory, labels, images, *, num_classes=None):
 
 def record_offset(directory, key: int) -> int:
     return recordio.read_index(directory / "train.idx")[key]
+
+
+def collect(ds):
+    """Every batch of a ``(x, y)`` dataset, concatenated into two numpy arrays."""
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+#: One float32 ulp at 1.0: the pipeline normalises with XLA (x * (1 / 127.5) - 1), numpy divides.
+NORMALIZE_ATOL = 1.2e-7
+
+
+def pixels(x) -> np.ndarray:
+    """Pipeline output back to uint8 pixels (exact: normalisation is off by at most one ulp)."""
+    return np.rint(preprocess.denormalize(x)).astype(np.uint8)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pocketnet_tf.data import folder, preprocess, tfrecord
+from pocketnet_tf.data import convert, folder, preprocess, tfrecord
 from tests.data.data_helpers import png_bytes, unique_images
 
 
@@ -45,7 +45,7 @@ def test_convert_folder_to_tfrecord(tmp_path):
     images = unique_images(4, 8)
     jpegs = [preprocess.encode_jpeg(im) for im in images]
     folder.write_folder_tree(tmp_path / "tree", [0, 1, 1, 2], jpegs)
-    summary = tfrecord.convert_to_tfrecord(tmp_path / "tree", tmp_path / "f.tfrecord")
+    summary = convert.convert_to_tfrecord(tmp_path / "tree", tmp_path / "f.tfrecord")
     assert summary["num_written"] == 4 and summary["num_classes"] == 3 and summary["kind"] == "folder"
     source = tfrecord.TFRecordSource(tmp_path / "f.tfrecord")
     assert source.labels.tolist() == [0, 1, 1, 2]

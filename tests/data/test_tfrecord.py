@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pocketnet_tf.data import pipeline, preprocess, tfrecord
+from pocketnet_tf.data import convert, pipeline, preprocess, tfrecord
 from tests.data.data_helpers import unique_images, write_rec
 
 
@@ -67,7 +67,7 @@ def test_example_schema_parses_with_tf(tmp_path):
 def test_convert_recordio_to_tfrecord(tmp_path):
     labels = [0, 0, 1, 1, 1, 2]
     encoded = write_rec(tmp_path / "rec", labels, unique_images(6, 8))
-    summary = tfrecord.convert_to_tfrecord(tmp_path / "rec", tmp_path / "out.tfrecord")
+    summary = convert.convert_to_tfrecord(tmp_path / "rec", tmp_path / "out.tfrecord")
     assert summary == {"out": str(tmp_path / "out.tfrecord"), "num_written": 6, "num_skipped": 0, "num_classes": 3,
                        "kind": "recordio"}
     source = tfrecord.TFRecordSource(tmp_path / "out.tfrecord")
@@ -83,7 +83,7 @@ def test_converter_skips_undecodable_images_and_counts_them(tmp_path):
 
     recordio.write_insightface_rec(tmp_path / "rec", [0, 0, 1, 1], encoded, image_size=(8, 8))
     counter = pipeline.CorruptRecordCounter()
-    summary = tfrecord.convert_to_tfrecord(tmp_path / "rec", tmp_path / "o.tfrecord", counter=counter)
+    summary = convert.convert_to_tfrecord(tmp_path / "rec", tmp_path / "o.tfrecord", counter=counter)
     assert summary["num_written"] == 3 and summary["num_skipped"] == 1 and counter.count == 1
     assert "train.rec key 2" in counter.messages[0] and "cannot decode image" in counter.messages[0]
     assert tfrecord.TFRecordSource(tmp_path / "o.tfrecord").labels.tolist() == [0, 1, 1]
