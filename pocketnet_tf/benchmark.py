@@ -1,11 +1,14 @@
-"""``python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] [--kd [--teacher=NAME]] [--json]``
-and ``python -m pocketnet_tf.benchmark input --data=PATH --batch-size=B [--threads=N] [--json]``
-(the input pipeline: :mod:`pocketnet_tf.data.throughput`).
+"""``python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] [--kd [--teacher=NAME]] [--precision=P] [--json]``,
+``python -m pocketnet_tf.benchmark input --data=PATH --batch-size=B [--threads=N] [--json]``
+(the input pipeline: :mod:`pocketnet_tf.data.throughput`) and
+``python -m pocketnet_tf.benchmark kd --flagfile=F --seeds=N --out=DIR [--json]`` (the KD ablation:
+:mod:`pocketnet_tf.train.ablation`).
 
 Times the real training step (the MarginModel/DistillationModel ``train_step`` with an ArcFace
 head, PyTorch-style SGD and backbone clipping) on random in-memory batches, after ``--warmup``
 untimed steps, and reports ``images_per_s``. Figures depend on the machine and on what else runs
-on it. Flag names may use dashes or underscores.
+on it. Flag names may use dashes or underscores. ``--precision`` builds the model under that
+dtype policy with the optimiser ``train --precision`` uses (the JSON reports it as ``precision``).
 
 Timing: one ``fit`` of warm-up + timed steps; a callback reads each step's loss (which waits for
 the step, as a progress bar does) and the clock runs from the end of the last warm-up step to the
@@ -33,13 +36,13 @@ FLAGS = flags.FLAGS
 KD_USAGE = ("usage: python -m pocketnet_tf.benchmark kd --flagfile=TRAIN_FLAGFILE --seeds=N --out=DIR "
             "[--arms=none,single,multistep] [--json]")
 USAGE = ("usage: python -m pocketnet_tf.benchmark train --model=NAME --batch-size=B --steps=N [--jit] "
-         "[--kd [--teacher=NAME]] [--json] | input --data=PATH --batch-size=B [--threads=N] [--steps=N] [--json] "
-         "| kd --flagfile=TRAIN_FLAGFILE --seeds=N --out=DIR [--json]")
+         "[--kd [--teacher=NAME]] [--precision=P] [--json] | input --data=PATH --batch-size=B [--threads=N] "
+         "[--steps=N] [--json] | kd --flagfile=TRAIN_FLAGFILE --seeds=N --out=DIR [--json]")
 
 
 def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int = 3, input_size: int = 112,
                     num_classes: int = 1000, jit: bool = False, kd: bool = False,
-                    teacher: str | None = None) -> dict:
+                    teacher: str | None = None, precision: str = "float32") -> dict:
     """Trains ``steps`` steps after ``warmup`` and returns throughput figures."""
     import keras
     import numpy as np
@@ -49,18 +52,20 @@ def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int
     from pocketnet_tf.layers.margin import ArcMarginHead
     from pocketnet_tf.train.distiller import DistillationModel, MarginModel
     from pocketnet_tf.train.optimizer import TorchSGD
+    from pocketnet_tf.train.precision import optimizer_options, precision_scope
 
     keras.utils.set_random_seed(0)
-    backbone = models.build(model_name, input_size=input_size)
-    head = ArcMarginHead(num_classes)
     teacher_name = (teacher or model_name) if kd else None
-    if kd:
-        teacher_model = models.build(teacher_name, input_size=input_size, embedding_size=backbone.output.shape[-1])
-        teacher_model.trainable = False
-        model = DistillationModel(backbone, head, teacher=teacher_model)
-    else:
-        model = MarginModel(backbone, head)
-    model.compile(optimizer=TorchSGD(0.1, clip_norm=5.0), jit_compile=bool(jit))
+    with precision_scope(precision):
+        backbone = models.build(model_name, input_size=input_size)
+        head = ArcMarginHead(num_classes)
+        if kd:
+            teacher_model = models.build(teacher_name, input_size=input_size, embedding_size=backbone.output.shape[-1])
+            teacher_model.trainable = False
+            model = DistillationModel(backbone, head, teacher=teacher_model)
+        else:
+            model = MarginModel(backbone, head)
+    model.compile(optimizer=TorchSGD(0.1, clip_norm=5.0, **optimizer_options(precision)), jit_compile=bool(jit))
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch_size, input_size, input_size, 3)).astype(np.float32)
     y = rng.integers(0, num_classes, batch_size).astype(np.int32)
@@ -81,7 +86,7 @@ def benchmark_train(model_name: str, batch_size: int, steps: int, *, warmup: int
     step_ms = sorted(1e3 * (b - a) for a, b in zip(ends[warmup:-1], ends[warmup + 1:]))
     return {
         "model": model_name, "batch_size": batch_size, "steps": steps, "input_size": input_size, "jit": bool(jit),
-        "kd": bool(kd), "teacher": teacher_name, "seconds": round(seconds, 3), "ms_per_step": round(1e3 * seconds / steps, 1),
+        "kd": bool(kd), "teacher": teacher_name, "precision": precision, "seconds": round(seconds, 3), "ms_per_step": round(1e3 * seconds / steps, 1),
         "images_per_s": round(steps * batch_size / seconds, 1), "warmup_seconds": round(warmup_s, 1),
         "step_ms_min": round(step_ms[0], 1), "step_ms_median": round(step_ms[len(step_ms) // 2], 1),
         "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -146,14 +151,14 @@ def main(argv):
     try:
         result = benchmark_train(FLAGS.model, FLAGS.batch_size, FLAGS.steps, warmup=FLAGS.warmup,
                                  input_size=FLAGS.input_size, num_classes=FLAGS.num_classes, jit=FLAGS.jit,
-                                 kd=FLAGS.kd, teacher=FLAGS.teacher)
+                                 kd=FLAGS.kd, teacher=FLAGS.teacher, precision=FLAGS.precision)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if FLAGS.json:
         print(json.dumps(result))
     else:
-        print(f"{result['model']} batch {result['batch_size']}{' (XLA)' if result['jit'] else ''}: "
+        print(f"{result['model']} batch {result['batch_size']}{' (XLA)' if result['jit'] else ''} {result['precision']}: "
               f"{result['images_per_s']} images/s, {result['ms_per_step']} ms/step over {result['steps']} steps")
     return 0
 

@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from pocketnet_tf.run_config import RunConfig, as_list
+from pocketnet_tf.train.precision import PRECISIONS
 
 # =============================================================================================
 # Training (``python -m pocketnet_tf.train``)
@@ -87,6 +88,7 @@ class TrainConfig(RunConfig):
     strategy: str = "default"
     seed: int = 0
     jit_compile: bool = False
+    precision: str = "float32"
     verbose: int = 1
     save_student: bool = True
 
@@ -127,7 +129,7 @@ class TrainConfig(RunConfig):
                 fail(f"--genotype={self.genotype}: {err}")
         self.check_ranges(
             choices=(("head", HEADS), ("kd", KD_MODES), ("kd_loss", KD_LOSSES), ("strategy", STRATEGIES),
-                     ("teacher_schedule_policy", SCHEDULE_POLICIES)),
+                     ("teacher_schedule_policy", SCHEDULE_POLICIES), ("precision", PRECISIONS)),
             at_least=(("epochs", 1), ("batch_size", 1), ("input_size", 16), ("lr_reference_batch", 1),
                       ("synth_identities", 2), ("synth_images_per_identity", 1), ("eval_batch_size", 1)),
             non_negative=("steps_per_epoch", "checkpoint_every_steps", "eval_every_steps", "log_every_steps",

@@ -17,7 +17,7 @@ from absl import flags
 def define_train_flags(flag_values=flags.FLAGS) -> None:
     """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``) in
     ``flag_values`` (the global ``FLAGS`` by default; tests pass a fresh ``FlagValues``)."""
-    from pocketnet_tf.config import HEADS, KD_LOSSES, KD_MODES, SCHEDULE_POLICIES, STRATEGIES, TrainConfig
+    from pocketnet_tf.config import HEADS, KD_LOSSES, KD_MODES, PRECISIONS, SCHEDULE_POLICIES, STRATEGIES, TrainConfig
 
     d = _Definer(flag_values)
     # run
@@ -32,6 +32,9 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
                   "(all local devices), multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
     d.DEFINE_integer("seed", 0, "Seed for initialisation and the per-epoch data order.", lower_bound=0)
     d.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU, see docs/training.md).")
+    d.DEFINE_enum("precision", "float32", list(PRECISIONS), "Compute precision (Keras dtype policy): float32, "
+                  "mixed_bfloat16 or mixed_float16 (dynamic loss scaling). Variables, checkpoints, student.keras, "
+                  "the margin head and the losses stay float32. For GPUs; see docs/training.md for CPUs.")
     d.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
                      lower_bound=0, upper_bound=2)
     d.DEFINE_boolean("save_student", True, "Save the trained backbone as <workdir>/student.keras.")
@@ -177,6 +180,10 @@ def define_benchmark_flags() -> None:
     flags.DEFINE_string("data", None, "input: dataset to read (train.rec directory, shard set, folder tree, .tfrecord).")
     flags.DEFINE_integer("threads", 1, "input: tf.data threads (a private pool) for the pipeline and decode-only runs.",
                          lower_bound=1)
+    from pocketnet_tf.train.precision import PRECISIONS
+
+    flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
+                      "Compute precision of the timed model (as train --precision).")
 
 
 def normalize_dashes(argv, defined) -> list:

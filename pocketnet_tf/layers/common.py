@@ -35,6 +35,10 @@ class DepthwiseUniform(keras.initializers.Initializer):
         return {"seed": self.seed}
 
 
+#: Activation dtypes of the fused training kernels (float32 and the mixed-precision compute types).
+_FUSED_DTYPES = ("float32", "float16", "bfloat16")
+
+
 def _tf_backend() -> bool:
     return keras.backend.backend() == "tensorflow"
 
@@ -55,20 +59,24 @@ class BatchNormalization(keras.layers.BatchNormalization):
     uses the biased one; the two differ by ``n / (n - 1)`` with ``n = N*H*W``). Inference, other
     ranks, masks and other backends use the parent's code unchanged, so exported graphs are
     identical.
+
+    Mixed precision: float16/bfloat16 activations go through the same kernel, which normalises
+    with float32 statistics, scale and offset (its ``U`` type) and returns the input's type, so
+    the moving statistics stay float32 and keep the unbiased-variance rule.
     """
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and mask is None and _tf_backend() and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and not self.renorm and inputs.dtype == "float32"):
+                and self.axis in (-1, 3) and not self.renorm and inputs.dtype in _FUSED_DTYPES):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
         channels = inputs.shape[-1]
-        scale = self.gamma.value if self.scale else tf.ones((channels,), inputs.dtype)
-        offset = self.beta.value if self.center else tf.zeros((channels,), inputs.dtype)
+        scale = tf.cast(self.gamma.value, "float32") if self.scale else tf.ones((channels,), "float32")
+        offset = tf.cast(self.beta.value, "float32") if self.center else tf.zeros((channels,), "float32")
         outputs, mean, unbiased_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=scale, offset=offset, mean=tf.zeros((0,), inputs.dtype),
-            variance=tf.zeros((0,), inputs.dtype), epsilon=self.epsilon, exponential_avg_factor=1.0,
+            x=inputs, scale=scale, offset=offset, mean=tf.zeros((0,), "float32"),
+            variance=tf.zeros((0,), "float32"), epsilon=self.epsilon, exponential_avg_factor=1.0,
             data_format="NHWC", is_training=True)
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + tf.stop_gradient(mean) * (1.0 - momentum))
@@ -85,14 +93,16 @@ class PReLU(keras.layers.PReLU):
     training this layer computes ``where(x > 0, x, alpha * x)`` with a hand-written gradient
     (``dx = where(x > 0, g, alpha * g)``, ``dalpha = sum(where(x > 0, 0, g * x))``), as PyTorch
     does. Inference keeps the parent's formula, the one the TFLite converter turns into PRELU.
+    Under mixed precision the slope is used in the activations' type and its gradient is summed
+    in float32 (a bfloat16 running sum over N·H·W terms loses the small ones).
     """
 
     def call(self, inputs, training=None):
-        if not (training and _tf_backend() and inputs.dtype == "float32"):
+        if not (training and _tf_backend() and inputs.dtype in _FUSED_DTYPES):
             return super().call(inputs)
         import tensorflow as tf
 
-        alpha = tf.convert_to_tensor(self.alpha.value)
+        alpha = tf.cast(self.alpha.value, inputs.dtype)
         # Axes of ``inputs`` (batch included) over which one slope is shared.
         reduce_axes = tuple([0] + [i + 1 for i, d in enumerate(alpha.shape) if d == 1 and inputs.shape[i + 1] != 1])
         forward, backward = _prelu_kernels()
@@ -130,8 +140,9 @@ def _prelu_kernels():
         def backward(g, x, a, reduce_axes):
             positive = x > 0
             dx = tf.where(positive, g, a * g)
-            da = tf.reduce_sum(tf.where(positive, tf.zeros_like(g), g * x), axis=reduce_axes, keepdims=True)
-            return dx, tf.reshape(da, tf.shape(a))
+            da = tf.reduce_sum(tf.cast(tf.where(positive, tf.zeros_like(g), g * x), "float32"), axis=reduce_axes,
+                               keepdims=True)
+            return dx, tf.reshape(tf.cast(da, a.dtype), tf.shape(a))
 
         _PRELU_KERNELS = forward, backward
     return _PRELU_KERNELS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from pocketnet_tf.run_config import RunConfig
+from pocketnet_tf.train.precision import PRECISIONS
 
 STRATEGIES = ("default", "mirrored")
 RANK_EDGES_BY = ("softmax", "alpha")
@@ -28,6 +29,7 @@ class SearchConfig(RunConfig):
     verbose: int = 1
     checkpoint_every_steps: int = 0
     draw_every_epoch: bool = True
+    precision: str = "float32"
     # data
     data: str | None = None
     synthesize_data: bool = False
@@ -76,7 +78,8 @@ class SearchConfig(RunConfig):
         if not self.workdir:
             fail("--workdir is required")
         self.check_ranges(
-            choices=(("strategy", STRATEGIES), ("rank_edges_by", RANK_EDGES_BY), ("select_genotype", SELECT_GENOTYPE)),
+            choices=(("strategy", STRATEGIES), ("rank_edges_by", RANK_EDGES_BY), ("select_genotype", SELECT_GENOTYPE),
+                     ("precision", PRECISIONS)),
             at_least=(("epochs", 1), ("batch_size", 1), ("input_size", 16), ("channels", 1), ("num_cells", 3),
                       ("num_nodes", 1), ("stem_multiplier", 1), ("embedding_size", 1), ("head_width", 1),
                       ("gdc_groups", 1), ("synth_identities", 2), ("synth_images_per_identity", 2)),
@@ -85,6 +88,7 @@ class SearchConfig(RunConfig):
                           "seed", "synth_seed"),
             unit_interval=("weight_momentum", "alpha_beta1", "alpha_beta2"),
         )
+        self.check_precision()
         if self.weight_lr_min > self.weight_lr:
             fail(f"--weight_lr_min={self.weight_lr_min} exceeds --weight_lr={self.weight_lr}")
         if self.head_width % self.gdc_groups:
@@ -96,6 +100,18 @@ class SearchConfig(RunConfig):
         if self.random_crop_from and self.random_crop_from < self.input_size:
             fail(f"--random_crop_from={self.random_crop_from} must be 0 (no crop) or >= --input_size={self.input_size}")
         self.check_data()
+
+    def check_precision(self) -> None:
+        """The search supports float32 and first-order mixed_bfloat16 (see docs/search.md)."""
+        if self.precision == "mixed_float16":
+            # fp16 needs loss scaling, and the architect's alpha gradient is not loss-scaled.
+            self.fail("--precision=mixed_float16 is not supported by the search (its alpha gradient is not "
+                      "loss-scaled); use mixed_bfloat16 with --nosecond_order, or float32")
+        if self.precision == "mixed_bfloat16" and self.second_order:
+            # The second-order finite difference moves each weight by about 0.01 / sqrt(#weights),
+            # far below bfloat16's resolution (2^-8 relative): the perturbation would round away.
+            self.fail("--precision=mixed_bfloat16 needs --nosecond_order: the second-order alpha gradient's finite "
+                      "difference step is below bfloat16 resolution")
 
     # -- derived values -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ def define_search_flags(flag_values=flags.FLAGS) -> None:
     """Defines the search flags in ``flag_values`` (the global ``FLAGS`` by default; tests pass a
     fresh ``FlagValues``)."""
     from pocketnet_tf.search.config import RANK_EDGES_BY, SELECT_GENOTYPE, STRATEGIES
+    from pocketnet_tf.train.precision import PRECISIONS
 
     def d(kind, name, default, help_text=None, **kwargs):
         getattr(flags, f"DEFINE_{kind}")(name, default, help=help_text, flag_values=flag_values, **kwargs)
@@ -30,6 +31,9 @@ def define_search_flags(flag_values=flags.FLAGS) -> None:
       lower_bound=0, upper_bound=2)
     d("integer", "checkpoint_every_steps", 0, "Also checkpoint every N steps (0: at epoch ends only).", lower_bound=0)
     d("boolean", "draw_every_epoch", True, "Redraw the cell graphs and alpha heat-maps after every epoch.")
+    d("enum", "precision", "float32", enum_values=list(PRECISIONS), help_text="Compute precision (Keras dtype "
+      "policy) of the search network: float32, or mixed_bfloat16 with --nosecond_order (mixed_float16 is rejected: "
+      "the alpha gradient is not loss-scaled). Variables and the losses stay float32.")
     # data
     d("string", "data", None, "Dataset: a directory with train.rec/train.idx (insightface RecordIO, e.g. "
       "CASIA-WebFace), a folder-per-identity tree, or a .tfrecord. Default with --synthesize_data: <workdir>/data.")

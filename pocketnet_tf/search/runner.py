@@ -63,12 +63,15 @@ def build_search_model(config: SearchConfig, num_classes: int, steps_per_epoch: 
     from pocketnet_tf.search.search_model import SearchModel
     from pocketnet_tf.search.search_network import SearchNetwork
     from pocketnet_tf.train.optimizer import TorchSGD
+    from pocketnet_tf.train.precision import precision_scope
 
-    network = SearchNetwork(
-        num_classes, channels=config.channels, num_cells=config.num_cells, num_nodes=config.num_nodes,
-        stem_multiplier=config.stem_multiplier, embedding_size=config.embedding_size, head_width=config.head_width,
-        gdc_groups=config.gdc_groups, input_size=config.input_size, seed=config.seed,
-    )
+    with precision_scope(config.precision):
+        network = SearchNetwork(
+            num_classes, channels=config.channels, num_cells=config.num_cells, num_nodes=config.num_nodes,
+            stem_multiplier=config.stem_multiplier, embedding_size=config.embedding_size,
+            head_width=config.head_width, gdc_groups=config.gdc_groups, input_size=config.input_size,
+            seed=config.seed,
+        )
     model = SearchModel(network, second_order=config.second_order,
                         alpha_grad_includes_train_loss=config.alpha_grad_includes_train_loss)
     model.compile(

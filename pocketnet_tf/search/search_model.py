@@ -72,6 +72,8 @@ class SearchModel(keras.Model):
                 f"buffers), received {type(weight_optimizer).__name__}"
             )
         kwargs.setdefault("jit_compile", False)  # XLA is several times slower on CPU here
+        # Mixed precision here is bfloat16 only (no loss scale): never wrap in a LossScaleOptimizer.
+        kwargs.setdefault("auto_scale_loss", False)
         super().compile(optimizer=weight_optimizer, **kwargs)
         self.alpha_optimizer = alpha_optimizer
         # Two disjoint variable lists, one optimiser each; build both now (inside the strategy scope).

@@ -13,6 +13,12 @@ by :class:`pocketnet_tf.train.teacher_schedule.TeacherScheduleCallback`.
 Both keep the original's optimisation when compiled with
 :class:`pocketnet_tf.train.optimizer.TorchSGD`: the backbone's gradients are clipped to a global
 norm (after the cross-replica sum), the head's are not.
+
+Mixed precision (backbone built under a mixed dtype policy, :mod:`pocketnet_tf.train.precision`):
+the head, the cross-entropy and the KD term run in float32, the loss is scaled by the optimiser
+(``TorchSGD(dynamic_loss_scale=True)`` for float16; Keras' automatic ``LossScaleOptimizer``
+wrapping is turned off), and every step logs ``nonfinite_steps``: the steps of the epoch so far
+whose (all-replica) gradient held a NaN/Inf, plus ``loss_scale`` when the loss is scaled.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from pocketnet_tf.layers.margin import l2_normalize
+from pocketnet_tf.train.optimizer import all_finite
 from pocketnet_tf.train.teachers import as_teacher
 
 
@@ -68,6 +75,7 @@ class MarginModel(keras.Model):
         self.ce_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="ce")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ce_tracker = keras.metrics.Mean(name="ce_loss")
+        self.nonfinite_tracker = keras.metrics.Sum(name="nonfinite_steps")
         self.built = True
 
     # -- Keras plumbing ---------------------------------------------------------------------------
@@ -77,11 +85,14 @@ class MarginModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.ce_tracker]
+        return [self.loss_tracker, self.ce_tracker, self.nonfinite_tracker]
 
     def compile(self, optimizer="sgd", **kwargs):
         if "loss" in kwargs and kwargs["loss"] is not None:
             raise ValueError(f"{type(self).__name__}.compile: the loss is built in; do not pass loss={kwargs['loss']!r}")
+        # Loss scaling is the optimiser's own (TorchSGD(dynamic_loss_scale=True)): a Keras
+        # LossScaleOptimizer wrapper would hide the clipping group and stop counting skipped steps.
+        kwargs.setdefault("auto_scale_loss", False)
         super().compile(optimizer=optimizer, **kwargs)
         if hasattr(self.optimizer, "set_clip_variables"):
             # Only the backbone is clipped (the original clips backbone.parameters(), not the header).
@@ -117,19 +128,35 @@ class MarginModel(keras.Model):
         ce = self.ce_loss_fn(y, logits, sample_weight=sample_weight)
         return ce, {"ce_loss": ce}, embeddings
 
-    def _update_trackers(self, x, total, terms):
+    def _update_trackers(self, x, total, terms, gradients=None):
         # Undo the 1/replicas scaling of the loss terms for logging (as Keras' own step does).
         replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, total.dtype)
         batch = tf.shape(x)[0]
         self.loss_tracker.update_state(total * replicas, sample_weight=batch)
         for tracker in self.metrics[1:]:
-            tracker.update_state(terms[tracker.name] * replicas, sample_weight=batch)
+            if tracker.name in terms:
+                tracker.update_state(terms[tracker.name] * replicas, sample_weight=batch)
+        if gradients is not None:
+            self._count_nonfinite(gradients)
         logs = {m.name: m.result() for m in self.metrics}
+        if getattr(self.optimizer, "dynamic_loss_scale", False) and gradients is not None:
+            logs["loss_scale"] = tf.convert_to_tensor(self.optimizer.loss_scale.value)
         if _multi_worker_mode():
             # Keras reduces step outputs across workers with reduce(MEAN, axis=0), which rejects
             # scalars; a length-1 vector reduces to the same scalar.
             logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
         return logs
+
+    def _count_nonfinite(self, gradients):
+        """Adds this step to ``nonfinite_steps`` if any replica's gradient has a NaN/Inf."""
+        bad = 1.0 - tf.cast(all_finite(gradients), "float32")
+        context = tf.distribute.get_replica_context()
+        replicas = 1
+        if context is not None and context.num_replicas_in_sync > 1:
+            replicas = context.num_replicas_in_sync
+            bad = tf.minimum(context.all_reduce(tf.distribute.ReduceOp.SUM, bad), 1.0)
+        # The metric sums its replicas' shares on read: each adds 1/replicas of the common flag.
+        self.nonfinite_tracker.update_state(bad / replicas)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -142,7 +169,7 @@ class MarginModel(keras.Model):
             scaled = self.optimizer.scale_loss(total)
         gradients = tape.gradient(scaled, variables)
         total = self._apply_if_finite(total, gradients, variables)
-        return self._update_trackers(x, total, terms)
+        return self._update_trackers(x, total, terms, gradients)
 
     def _apply_if_finite(self, total, gradients, variables):
         """Applies the update with every gradient zeroed unless the loss and gradient norm are finite
@@ -151,8 +178,11 @@ class MarginModel(keras.Model):
         divergence guard callback sees in the logs and stops the run on (:mod:`pocketnet_tf.train.guard`)."""
         from pocketnet_tf.train.guard import finite_step
 
-        # A loss-scaling optimiser skips overflowing (scaled) gradients itself: only the loss is ours.
-        scaled_gradients = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        # A loss-scaling optimiser (Keras' wrapper, or TorchSGD(dynamic_loss_scale=True) under
+        # mixed_float16) skips overflowing (scaled) gradients itself and lowers its scale: only the
+        # loss is ours to check, so an fp16 overflow skips a step instead of stopping the run.
+        scaled_gradients = (isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+                            or bool(getattr(self.optimizer, "dynamic_loss_scale", False)))
         finite = finite_step(total, [] if scaled_gradients else gradients)
         if not scaled_gradients:
             gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
@@ -233,7 +263,7 @@ class DistillationModel(MarginModel):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.ce_tracker, self.kd_tracker]
+        return [self.loss_tracker, self.ce_tracker, self.kd_tracker, self.nonfinite_tracker]
 
     @property
     def teacher(self):
@@ -266,8 +296,9 @@ class DistillationModel(MarginModel):
         if teacher_embeddings is None:
             kd = tf.zeros_like(ce)
         else:
+            # In float32 whatever the student's or the teacher's compute type (mixed precision).
             kd = self.kd_loss_fn(
-                l2_normalize(tf.cast(teacher_embeddings, embeddings.dtype)), l2_normalize(embeddings),
+                l2_normalize(tf.cast(teacher_embeddings, "float32")), l2_normalize(tf.cast(embeddings, "float32")),
                 sample_weight=sample_weight,
             )
             kd = self.kd_weight * kd

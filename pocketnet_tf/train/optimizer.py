@@ -16,6 +16,16 @@ margin head is not clipped in the original) *after* the gradients have been summ
 and *before* the weight decay is added — the original's order (clip after DDP averaging, decay
 inside ``optimizer.step``). Clipping inside the train step instead would clip each replica's
 partial gradient under ``tf.distribute``.
+
+Mixed precision (``dynamic_loss_scale=True``, for float16): the loss is multiplied by a dynamic
+scale before differentiation; after the cross-replica sum the gradients are divided by it, so
+clipping sees the true (unscaled) gradient. A step whose summed gradient has a NaN/Inf changes
+no weight and no momentum buffer and halves the scale; ``growth_interval`` finite steps in a row
+double it (Keras' ``LossScaleOptimizer`` rule). The step still counts in ``iterations``: the
+global step is the data position, which resume and the per-step LR schedule rely on (Keras'
+wrapper leaves its inner counter behind on skipped steps, and it would hide this optimiser's
+clipping group). Every step's finiteness is checked on the summed gradient, so all replicas
+take the same decision.
 """
 
 from __future__ import annotations
@@ -38,10 +48,15 @@ class TorchSGD(keras.optimizers.Optimizer):
       clip_norm: if set, the gradients of :attr:`clip_variables` are scaled so that their global
         L2 norm is at most this value (5 in the original). The model assigns the group (its
         backbone's trainable variables) when compiled; until then nothing is clipped.
+      dynamic_loss_scale: scale the loss dynamically and skip overflowing steps (float16 mixed
+        precision; see the module doc).
+      initial_loss_scale: the first loss scale (2^15, as Keras).
+      growth_interval: finite steps after which the scale doubles (2000, as Keras).
       name: optimizer name.
     """
 
     def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False, clip_norm=None,
+                 dynamic_loss_scale=False, initial_loss_scale=2.0 ** 15, growth_interval=2000,
                  name="torch_sgd", **kwargs):
         for key in ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "gradient_accumulation_steps"):
             if kwargs.get(key):
@@ -65,6 +80,12 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.coupled_weight_decay = float(weight_decay)
         self.nesterov = bool(nesterov)
         self.clip_norm = None if clip_norm is None else float(clip_norm)
+        if not float(initial_loss_scale) >= 1 or int(growth_interval) < 1:
+            raise ValueError(f"TorchSGD: initial_loss_scale must be >= 1 and growth_interval >= 1, received "
+                             f"{initial_loss_scale!r} and {growth_interval!r}")
+        self.dynamic_loss_scale = bool(dynamic_loss_scale)
+        self.initial_loss_scale = float(initial_loss_scale)
+        self.growth_interval = int(growth_interval)
         self._clip_keys = None
 
     # -- the clipped group --------------------------------------------------------------------
@@ -80,17 +101,62 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.momentums = []
         if self.momentum:
             self.momentums = [self.add_variable_from_reference(v, name="momentum") for v in variables]
+        if self.dynamic_loss_scale:
+            # Identical on every replica (set from the summed gradient): keep the first's write.
+            self.loss_scale = self.add_variable(
+                (), initializer=keras.initializers.Constant(self.initial_loss_scale), dtype="float32",
+                aggregation="only_first_replica", name="loss_scale")
+            self.good_steps = self.add_variable((), initializer="zeros", dtype="int64",
+                                                aggregation="only_first_replica", name="good_steps")
+
+    # -- loss scaling ---------------------------------------------------------------------------
+
+    def scale_loss(self, loss):
+        if not self.dynamic_loss_scale:
+            return super().scale_loss(loss)
+        return loss * tf.cast(self.loss_scale.value, loss.dtype)
+
+    def _next_loss_scale(self, finite):
+        """``(scale, good_steps)`` after this step: halved on an overflow, doubled after
+        ``growth_interval`` finite steps in a row."""
+        good = tf.convert_to_tensor(self.good_steps.value) + 1
+        grown = good >= self.growth_interval
+        factor = tf.where(finite, tf.where(grown, 2.0, 1.0), 0.5)
+        scale = tf.maximum(tf.convert_to_tensor(self.loss_scale.value) * factor, 1.0)
+        return scale, tf.where(finite & ~grown, good, tf.zeros_like(good))
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # Same as Keras' TF implementation (sum over replicas, then one update per variable),
-        # with the clipping inserted between the two.
+        # with unscaling and the clipping inserted between the two.
         trainable_variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
         grads_and_vars = self._all_reduce_sum_gradients(list(zip(grads, trainable_variables)))
+        finite = None
+        if self.dynamic_loss_scale:
+            scale = tf.convert_to_tensor(self.loss_scale.value)
+            grads_and_vars = [(g if g is None else g / tf.cast(scale, g.dtype), v) for g, v in grads_and_vars]
+            finite = all_finite([g for g, _ in grads_and_vars])
         if self.clip_norm is not None and self._clip_keys:
             grads_and_vars = self._clip_group(grads_and_vars)
+        if finite is None:
+            tf.__internal__.distribute.interim.maybe_merge_call(
+                self._distributed_tf_update_step, self._distribution_strategy, grads_and_vars, learning_rate
+            )
+            return
         tf.__internal__.distribute.interim.maybe_merge_call(
-            self._distributed_tf_update_step, self._distribution_strategy, grads_and_vars, learning_rate
+            self._guarded_distributed_update, self._distribution_strategy, grads_and_vars, learning_rate, finite,
+            self._next_loss_scale(finite),
         )
+
+    def _guarded_distributed_update(self, distribution, grads_and_vars, learning_rate, finite, next_scale):
+        # As Keras' _distributed_tf_update_step, with the step's finiteness passed to every update.
+        for grad, var in grads_and_vars:
+            distribution.extended.update(var, self._guarded_update_step, args=(grad, learning_rate, finite),
+                                         group=False)
+        for var, value in zip((self.loss_scale, self.good_steps), next_scale):
+            distribution.extended.update(var.value, lambda v, x: v.assign(x), args=(value,), group=False)
+
+    def _guarded_update_step(self, variable, gradient, learning_rate, finite):
+        self.update_step(gradient, variable, learning_rate, finite=finite)
 
     def _clip_group(self, grads_and_vars):
         positions = [i for i, (g, v) in enumerate(grads_and_vars)
@@ -103,7 +169,8 @@ class TorchSGD(keras.optimizers.Optimizer):
             out[i] = (g, out[i][1])
         return out
 
-    def update_step(self, gradient, variable, learning_rate):
+    def update_step(self, gradient, variable, learning_rate, finite=None):
+        """One PyTorch-SGD update; with ``finite`` (a boolean scalar) False it changes nothing."""
         lr = tf.cast(learning_rate, variable.dtype)
         g = tf.cast(gradient, variable.dtype)
         if self.coupled_weight_decay:
@@ -112,9 +179,10 @@ class TorchSGD(keras.optimizers.Optimizer):
             buf = self.momentums[self._get_variable_index(variable)]
             mu = tf.cast(self.momentum, variable.dtype)
             new_buf = mu * buf + g
-            self.assign(buf, new_buf)
+            self.assign(buf, new_buf if finite is None else tf.where(finite, new_buf, buf))
             g = g + mu * new_buf if self.nesterov else new_buf
-        self.assign_sub(variable, lr * g)
+        step = lr * g
+        self.assign_sub(variable, step if finite is None else tf.where(finite, step, tf.zeros_like(step)))
 
     def get_config(self):
         config = super().get_config()
@@ -123,5 +191,14 @@ class TorchSGD(keras.optimizers.Optimizer):
             "weight_decay": self.coupled_weight_decay,
             "nesterov": self.nesterov,
             "clip_norm": self.clip_norm,
+            "dynamic_loss_scale": self.dynamic_loss_scale,
+            "initial_loss_scale": self.initial_loss_scale,
+            "growth_interval": self.growth_interval,
         })
         return config
+
+
+def all_finite(tensors):
+    """A boolean scalar: no NaN/Inf in any of ``tensors`` (``None`` entries are ignored)."""
+    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)

@@ -152,19 +152,23 @@ def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int):
     from pocketnet_tf.layers.margin import build_head
     from pocketnet_tf.train.distiller import DistillationModel, MarginModel
     from pocketnet_tf.train.optimizer import TorchSGD
+    from pocketnet_tf.train.precision import optimizer_options, precision_scope
     from pocketnet_tf.train.schedules import EpochStepDecay, scaled_learning_rate
 
-    backbone = models.build(config.model, genotype=config.genotype, embedding_size=config.embedding_size,
-                            input_size=config.input_size, **config.model_overrides())
-    head = build_head(config.head, num_classes, scale=config.scale, margin=config.margin, name="margin_head")
-    if config.kd == "none":
-        model = MarginModel(backbone, head)
-    else:
-        model = DistillationModel(backbone, head, teacher=None, kd_weight=config.kd_weight, kd_loss=config.kd_loss)
+    with precision_scope(config.precision):
+        backbone = models.build(config.model, genotype=config.genotype, embedding_size=config.embedding_size,
+                                input_size=config.input_size, **config.model_overrides())
+        head = build_head(config.head, num_classes, scale=config.scale, margin=config.margin, name="margin_head")
+        if config.kd == "none":
+            model = MarginModel(backbone, head)
+        else:
+            model = DistillationModel(backbone, head, teacher=None, kd_weight=config.kd_weight,
+                                      kd_loss=config.kd_loss)
     lr = scaled_learning_rate(config.base_lr, config.batch_size, config.lr_reference_batch)
     optimizer = TorchSGD(
         EpochStepDecay(lr, steps_per_epoch, config.lr_milestones, config.lr_gamma),
         momentum=config.momentum, weight_decay=config.weight_decay, clip_norm=config.clip_norm or None,
+        **optimizer_options(config.precision),
     )
     model.compile(optimizer=optimizer, jit_compile=bool(config.jit_compile))
     optimizer.build(model.trainable_variables)
@@ -186,8 +190,9 @@ def train_stage(config: TrainConfig, strategy) -> dict:
         handler = attach_log_file(run_dir / "train.log")
         _remove_stale_temporaries(run_dir)
     try:
-        logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s)", run_dir, config.model,
-                     config.kd, config.epochs, config.batch_size, strategy.num_replicas_in_sync)
+        logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s), precision %s", run_dir,
+                     config.model, config.kd, config.epochs, config.batch_size, strategy.num_replicas_in_sync,
+                     config.precision)
         ckpt_dir = run_dir / "checkpoints"
         state = cb.read_checkpoint_state(ckpt_dir)
         if state is not None and not config.resume:  # refused before any work
@@ -297,8 +302,10 @@ def train_stage(config: TrainConfig, strategy) -> dict:
                 results["best"] = {name: {"accuracy": acc, "step": step} for name, (acc, step) in verification.best.items()}
                 logging.info("verification after training: %s", _fmt_acc(results["after"]))
             if config.save_student:
+                from pocketnet_tf.train.precision import float32_copy
+
                 with atomic_path(run_dir / "student.keras") as tmp:
-                    model.backbone.save(tmp)
+                    float32_copy(model.backbone).save(tmp)  # float32 whatever --precision
                 results["student"] = str(run_dir / "student.keras")
             if config.export_teacher:
                 results["teacher_manifest"] = str(run_dir / "teachers" / "manifest.json")
