@@ -1,6 +1,7 @@
 // Latency of several bundle models in this browser's LiteRT.js WASM runtime: each model is
 // compiled per thread count and the models are timed round-robin (so that load from other
-// processes hits them alike). The result is left in window.latencyResult for tools/latency.mjs.
+// processes hits them alike). The result is left in window.latencyResult (set once done) for
+// tools/latency.mjs.
 
 import { compile, loadRuntime } from './runtime.js';
 
@@ -55,4 +56,5 @@ async function main() {
     hardwareConcurrency: navigator.hardwareConcurrency, rows };
 }
 
-window.latencyResult = main().catch((err) => { document.getElementById('status').textContent = err.message; return { error: err.message }; });
+main().catch((err) => { document.getElementById('status').textContent = err.message; return { error: err.message }; })
+  .then((result) => { window.latencyResult = result; });
