@@ -21,6 +21,7 @@ import functools
 import io
 import os
 import pickle
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{self._source}: refusing persistent id {pid!r} in pickle")
 
 
+def _check_memo_indices(data: bytes, source: str) -> None:
+    """Refuses memo indices beyond the number of opcodes: the unpickler sizes its memo table by
+    the largest index, so a 13-byte pickle (``LONG_BINPUT 10**7``) would allocate ~150 MB."""
+    limit = len(data)
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= int(arg) <= limit:
+                raise UnsafePickleError(f"{source}: pickle memo index {arg} exceeds the file's {limit} bytes")
+    except UnsafePickleError:
+        raise
+    except Exception:  # malformed opcodes: the unpickler itself reports them
+        return
+
+
 def _restricted_loads(data: bytes, source: str, encoding: str):
+    _check_memo_indices(data, source)
     return _RestrictedUnpickler(io.BytesIO(data), source=source, size=len(data), encoding=encoding).load()
 
 
