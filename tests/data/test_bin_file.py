@@ -218,3 +218,21 @@ def test_huge_memo_index_is_refused_before_the_unpickler_sizes_its_memo(tmp_path
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
+
+
+def test_declared_lengths_beyond_the_file_are_refused_before_allocation(tmp_path):
+    # Found by the --fuzz run: BINBYTES declaring 2**25 bytes in a 7-byte file made the unpickler
+    # allocate the 32 MB buffer before finding the data missing (2**31 would ask for 2 GB).
+    import tracemalloc
+
+    path = tmp_path / "long.bin"
+    path.write_bytes(b"\x80\x02B" + struct.pack("<I", 1 << 31))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"long.bin: not a readable verification .bin pickle") as info:
+            read_bin(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not isinstance(info.value, UnsafePickleError)
+    assert peak < 1 << 20, peak
