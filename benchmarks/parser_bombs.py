@@ -30,6 +30,12 @@ CASES = {
         " b'J\\x00\\xe1\\xf5\\x05\\x85U\\x01b\\x87R\\x86.')",
         "read_bin(PATH)",
     ),
+    "bin_memo_1e7": (
+        "from pocketnet_tf.data.bin_file import read_bin",
+        # PROTO 2, None, LONG_BINPUT 10**7, STOP: 9 bytes; the unpickler sizes its memo by the index.
+        "import struct; PATH.write_bytes(b'\\x80\\x02Nr' + struct.pack('<I', 10**7) + b'.')",
+        "read_bin(PATH)",
+    ),
     "genotype_range_1e7": (
         "from pocketnet_tf import genotypes",
         "PATH.write_text(genotypes.SOFTMAX_CASIA_TEXT.replace('normal_concat=range(2, 6)', "

@@ -21,6 +21,7 @@ import functools
 import io
 import os
 import pickle
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{self._source}: refusing persistent id {pid!r} in pickle")
 
 
+def _check_opcodes(data: bytes, source: str) -> None:
+    """Walks the opcodes once (no objects built) before the unpickler sees them. The unpickler
+    allocates what an opcode declares before reading it: a 7-byte ``BINBYTES`` of 2**31 bytes
+    asks for 2 GB, a 9-byte ``LONG_BINPUT 10**7`` sizes its memo to ~150 MB. Here every declared
+    length must be present in the file and every memo index within its size."""
+    limit = len(data)
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= int(arg) <= limit:
+                raise UnsafePickleError(f"{source}: pickle memo index {arg} exceeds the file's {limit} bytes")
+    except UnsafePickleError:
+        raise
+    except Exception as err:  # truncated argument, unknown opcode, no STOP, ...
+        raise ValueError(f"{source}: not a readable verification .bin pickle ({type(err).__name__}: {err})") from None
+
+
 def _restricted_loads(data: bytes, source: str, encoding: str):
+    _check_opcodes(data, source)
     return _RestrictedUnpickler(io.BytesIO(data), source=source, size=len(data), encoding=encoding).load()
 
 

@@ -201,3 +201,38 @@ def test_special_files_are_refused(tmp_path):
     link.symlink_to("/dev/zero")
     with pytest.raises(ValueError, match="zero.bin: verification .bin file is not a regular file"):
         read_bin(link)
+
+
+def test_huge_memo_index_is_refused_before_the_unpickler_sizes_its_memo(tmp_path):
+    # Found by tests/test_fuzz.py --fuzz: LONG_BINPUT 10**7 in a 13-byte pickle made the unpickler
+    # allocate a 10**7-slot memo (~150 MB); 2**31 would ask for tens of GB.
+    import tracemalloc
+
+    path = tmp_path / "memo.bin"
+    path.write_bytes(b"\x80\x02N" + b"r" + struct.pack("<I", 10_000_000) + b".")
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match=r"memo.bin: pickle memo index 10000000 exceeds the file's 9 bytes"):
+            read_bin(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_declared_lengths_beyond_the_file_are_refused_before_allocation(tmp_path):
+    # Found by the --fuzz run: BINBYTES declaring 2**25 bytes in a 7-byte file made the unpickler
+    # allocate the 32 MB buffer before finding the data missing (2**31 would ask for 2 GB).
+    import tracemalloc
+
+    path = tmp_path / "long.bin"
+    path.write_bytes(b"\x80\x02B" + struct.pack("<I", 1 << 31))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"long.bin: not a readable verification .bin pickle") as info:
+            read_bin(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not isinstance(info.value, UnsafePickleError)
+    assert peak < 1 << 20, peak
