@@ -17,7 +17,7 @@ from absl import flags
 def define_train_flags(flag_values=flags.FLAGS) -> None:
     """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``) in
     ``flag_values`` (the global ``FLAGS`` by default; tests pass a fresh ``FlagValues``)."""
-    from pocketnet_tf.config import HEADS, KD_MODES, SCHEDULE_POLICIES, STRATEGIES
+    from pocketnet_tf.config import HEAD_SHARDING, HEADS, KD_MODES, SCHEDULE_POLICIES, STRATEGIES
 
     d = _Definer(flag_values)
     # run
@@ -34,6 +34,8 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
     d.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU, see docs/training.md).")
     d.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
                      lower_bound=0, upper_bound=2)
+    d.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices first, so --strategy=mirrored has N "
+                     "replicas on a CPU-only machine (0: as the machine is).", lower_bound=0)
     d.DEFINE_boolean("save_student", True, "Save the trained backbone as <workdir>/student.keras.")
     # model
     d.DEFINE_string("model", "PocketNetS-128", "Backbone registry name: PocketNetS-128, PocketNetS-256, "
@@ -48,6 +50,11 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
     d.DEFINE_enum("head", "arcface", list(HEADS), "Margin head: arcface (s=64, m=0.5) or cosface (s=64, m=0.35).")
     d.DEFINE_float("scale", 64.0, "Logit scale s of the margin head.", lower_bound=0.0)
     d.DEFINE_float("margin", None, "Margin m (default 0.5 for arcface, 0.35 for cosface).", lower_bound=0.0)
+    d.DEFINE_enum("head_sharding", "auto", list(HEAD_SHARDING), "auto: Partial FC when more than one replica trains (or "
+                  "with --head_sample_rate < 1, or resuming a sharded run): each replica holds ceil(classes/replicas) "
+                  "centres and updates them itself; none: every replica holds the whole head (gradient all-reduced).")
+    d.DEFINE_float("head_sample_rate", 1.0, "Partial FC: fraction of each replica's centres scored per step (the "
+                   "batch's positives always kept; 0.1-0.3 for millions of classes).", lower_bound=0.0, upper_bound=1.0)
     # data
     d.DEFINE_string("data", None, "Training data: a directory with train.rec/train.idx (insightface RecordIO), a "
                     "folder-per-identity tree, or a .tfrecord. Default with --synthesize_data: <workdir>/data.")

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from pocketnet_tf.layers.margin import l2_normalize
+from pocketnet_tf.layers.partial_fc import PartialFCHead
 from pocketnet_tf.train.teachers import as_teacher
 
 
@@ -101,6 +102,10 @@ class MarginModel(keras.Model):
         mean's); metrics undo that scaling.
         """
         embeddings = self.backbone(x, training=training)
+        if isinstance(self.head, PartialFCHead):
+            step = self.optimizer.iterations if self.optimizer is not None else 0
+            ce = self.head(embeddings, y, sample_weight=sample_weight, step=step, training=training)
+            return ce, {"ce_loss": ce}, embeddings
         logits = self.head(embeddings, y, training=training)
         ce = self.ce_loss_fn(y, logits, sample_weight=sample_weight)
         return ce, {"ce_loss": ce}, embeddings
@@ -123,12 +128,18 @@ class MarginModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         teacher_embeddings = self._teacher_embeddings(x)
         variables = self.backbone.trainable_variables + self.head.trainable_variables
+        # Partial FC: each replica's own centre shard, differentiated here and updated by the head
+        # itself (never all-reduced); before apply_gradients, which advances the LR step.
+        shards = list(getattr(self.head, "shard_variables", []))
         with tf.GradientTape() as tape:
             total, terms, _ = self.compute_losses(
                 x, y, sample_weight, training=True, teacher_embeddings=teacher_embeddings
             )
             scaled = self.optimizer.scale_loss(total)
-        gradients = tape.gradient(scaled, variables)
+        gradients = tape.gradient(scaled, variables + shards)
+        if shards:
+            self.head.apply_shard_gradients(gradients[len(variables):], self.optimizer)
+            gradients = gradients[: len(variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._update_trackers(x, total, terms)
 
