@@ -156,6 +156,15 @@ def define_benchmark_flags() -> None:
     flags.DEFINE_boolean("json", False, "Print the result as one JSON object.")
 
 
+def define_head_benchmark_flags() -> None:
+    """Extra flags of ``python -m pocketnet_tf.benchmark head`` (Partial FC)."""
+    flags.DEFINE_integer("embedding_size", 128, "head: embedding size D.", lower_bound=1)
+    flags.DEFINE_integer("replicas", 1, "head: replicas, one logical CPU device each.", lower_bound=1)
+    flags.DEFINE_float("sample_rate", 1.0, "head: Partial FC sample rate (0, 1].", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_enum("head_sharding", "auto", ["auto", "none"], "head: auto (Partial FC on >1 replica or with "
+                      "sampling) or none (replicated head).")
+
+
 def normalize_dashes(argv, defined) -> list:
     """``--batch-size=3`` -> ``--batch_size=3`` (also ``--no-...``) for flags defined with underscores."""
     out = []

@@ -35,8 +35,6 @@ restored under a different number of replicas is re-sharded on load.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf

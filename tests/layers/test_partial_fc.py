@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from pocketnet_tf.layers.margin import ArcMarginHead, CosMarginHead
 from pocketnet_tf.layers.partial_fc import PartialFCHead, shard_size, use_partial_fc
-from tests.helpers import assert_config_round_trip
+from tests.helpers import assert_config_round_trip, two_cpu_strategy
 from tests.layers.test_margin import original_arcface_numpy
 
 CLASSES, DIM, BATCH = 5, 6, 8
@@ -20,7 +20,7 @@ CLASSES, DIM, BATCH = 5, 6, 8
 
 @pytest.fixture(scope="module")
 def mirrored():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy()
     assert strategy.num_replicas_in_sync == 2
     return strategy
 

@@ -12,14 +12,9 @@ import sys
 
 
 def main(directory, index, ports):
-    os.environ["TF_CONFIG"] = json.dumps({
-        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports.split(",")]},
-        "task": {"type": "worker", "index": int(index)},
-    })
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from tests.train.distributed_worker import join_cluster
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TF op
+    strategy = join_cluster(index, ports)
     import keras
     import numpy as np
 
@@ -30,7 +25,7 @@ def main(directory, index, ports):
     with open(os.path.join(directory, "spec.json")) as f:
         spec = json.load(f)
     with strategy.scope():
-        model = build(spec, PartialFCHead(CLASSES))
+        model = build(spec, os.path.join(directory, "teacher"), PartialFCHead(CLASSES))
     assert model.head.num_shards == 2 and len(model.head.kernel.value.values) == 1
     set_initial_weights(model, dict(np.load(os.path.join(directory, "init.npz"))))
     saved = {}
