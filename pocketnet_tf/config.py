@@ -22,6 +22,7 @@ KD_LOSSES = ("mse", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 HEADS = ("arcface", "cosface")
 SCHEDULE_POLICIES = ("per_epoch", "spread")
+HEAD_SHARDING = ("auto", "none")
 
 
 
@@ -41,6 +42,8 @@ class TrainConfig(RunConfig):
     head: str = "arcface"
     scale: float = 64.0
     margin: float | None = None
+    head_sharding: str = "auto"
+    head_sample_rate: float = 1.0
     # data
     data: str | None = None
     synthesize_data: bool = False
@@ -91,6 +94,7 @@ class TrainConfig(RunConfig):
     precision: str = "float32"
     verbose: int = 1
     save_student: bool = True
+    logical_cpus: int = 0
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -137,6 +141,13 @@ class TrainConfig(RunConfig):
                           "recipe_replica_batch"),
             unit_interval=("momentum",),
         )
+        if self.head_sharding not in HEAD_SHARDING or not 0.0 < self.head_sample_rate <= 1.0:
+            fail(f"--head_sharding must be one of {list(HEAD_SHARDING)} and --head_sample_rate in (0, 1], received "
+                 f"{self.head_sharding!r} and {self.head_sample_rate}")
+        if self.head_sharding == "none" and self.head_sample_rate < 1.0:
+            fail(f"--head_sample_rate={self.head_sample_rate} samples the Partial FC head: use --head_sharding=auto")
+        if self.logical_cpus < 0:
+            fail(f"--logical_cpus must be >= 0, received {self.logical_cpus}")
         if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
             fail(f"--lr_milestones must be increasing epochs >= 1, received {list(self.lr_milestones)}")
 

@@ -17,7 +17,9 @@ from absl import flags
 def define_train_flags(flag_values=flags.FLAGS) -> None:
     """Defines the flags of ``python -m pocketnet_tf.train`` (fields of ``TrainConfig``) in
     ``flag_values`` (the global ``FLAGS`` by default; tests pass a fresh ``FlagValues``)."""
-    from pocketnet_tf.config import HEADS, KD_LOSSES, KD_MODES, PRECISIONS, SCHEDULE_POLICIES, STRATEGIES, TrainConfig
+    from pocketnet_tf.config import (
+        HEAD_SHARDING, HEADS, KD_LOSSES, KD_MODES, PRECISIONS, SCHEDULE_POLICIES, STRATEGIES, TrainConfig,
+    )
 
     d = _Definer(flag_values)
     # run
@@ -37,6 +39,8 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
                   "the margin head and the losses stay float32. For GPUs; see docs/training.md for CPUs.")
     d.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
                      lower_bound=0, upper_bound=2)
+    d.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices first, so --strategy=mirrored has N "
+                     "replicas on a CPU-only machine (0: as the machine is).", lower_bound=0)
     d.DEFINE_boolean("save_student", True, "Save the trained backbone as <workdir>/student.keras.")
     # model
     d.DEFINE_string("model", "PocketNetS-128", "Backbone registry name: PocketNetS-128, PocketNetS-256, "
@@ -51,6 +55,11 @@ def define_train_flags(flag_values=flags.FLAGS) -> None:
     d.DEFINE_enum("head", "arcface", list(HEADS), "Margin head: arcface (s=64, m=0.5) or cosface (s=64, m=0.35).")
     d.DEFINE_float("scale", 64.0, "Logit scale s of the margin head.", lower_bound=0.0)
     d.DEFINE_float("margin", None, "Margin m (default 0.5 for arcface, 0.35 for cosface).", lower_bound=0.0)
+    d.DEFINE_enum("head_sharding", "auto", list(HEAD_SHARDING), "auto: Partial FC when more than one replica trains (or "
+                  "with --head_sample_rate < 1, or resuming a sharded run): each replica holds ceil(classes/replicas) "
+                  "centres and updates them itself; none: every replica holds the whole head (gradient all-reduced).")
+    d.DEFINE_float("head_sample_rate", 1.0, "Partial FC: fraction of each replica's centres scored per step (the "
+                   "batch's positives always kept; 0.1-0.3 for millions of classes).", lower_bound=0.0, upper_bound=1.0)
     # data
     d.DEFINE_string("data", None, "Training data: a directory with train.rec/train.idx (insightface RecordIO), a "
                     "folder-per-identity tree, or a .tfrecord. Default with --synthesize_data: <workdir>/data.")
@@ -184,6 +193,15 @@ def define_benchmark_flags() -> None:
 
     flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
                       "Compute precision of the timed model (as train --precision).")
+
+
+def define_head_benchmark_flags() -> None:
+    """Extra flags of ``python -m pocketnet_tf.benchmark head`` (Partial FC)."""
+    flags.DEFINE_integer("embedding_size", 128, "head: embedding size D.", lower_bound=1)
+    flags.DEFINE_integer("replicas", 1, "head: replicas, one logical CPU device each.", lower_bound=1)
+    flags.DEFINE_float("sample_rate", 1.0, "head: Partial FC sample rate (0, 1].", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_enum("head_sharding", "auto", ["auto", "none"], "head: auto (Partial FC on >1 replica or with "
+                      "sampling) or none (replicated head).")
 
 
 def normalize_dashes(argv, defined) -> list:

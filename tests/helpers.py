@@ -65,3 +65,17 @@ def _all_layers(model):
         out.append(layer)
         stack.extend(getattr(layer, "_layers", []) or [])
     return out
+
+
+_STRATEGIES = {}
+
+
+def two_cpu_strategy():
+    """The process's one MirroredStrategy over the two logical CPUs of tests/conftest.py. Tests
+    share it: the collectives of several instances in one process interfere (CollectiveGatherV2 /
+    CollectiveReduceV2 errors in whichever instance runs second)."""
+    if "two_cpus" not in _STRATEGIES:
+        import tensorflow as tf
+
+        _STRATEGIES["two_cpus"] = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return _STRATEGIES["two_cpus"]

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from pocketnet_tf.layers.margin import l2_normalize
+from pocketnet_tf.layers.partial_fc import PartialFCHead
 from pocketnet_tf.train.optimizer import all_finite
 from pocketnet_tf.train.teachers import as_teacher
 
@@ -124,6 +125,10 @@ class MarginModel(keras.Model):
         mean's); metrics undo that scaling.
         """
         embeddings = self.backbone(x, training=training)
+        if isinstance(self.head, PartialFCHead):
+            step = self.optimizer.iterations if self.optimizer is not None else 0
+            ce = self.head(embeddings, y, sample_weight=sample_weight, step=step, training=training)
+            return ce, {"ce_loss": ce}, embeddings
         logits = self.head(embeddings, y, training=training)
         ce = self.ce_loss_fn(y, logits, sample_weight=sample_weight)
         return ce, {"ce_loss": ce}, embeddings
@@ -162,28 +167,39 @@ class MarginModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         teacher_embeddings = self._teacher_embeddings(x)
         variables = self.backbone.trainable_variables + self.head.trainable_variables
+        # Partial FC: each replica's own centre shard, differentiated here and updated by the head
+        # itself (never all-reduced); before apply_gradients, which advances the LR step.
+        shards = list(getattr(self.head, "shard_variables", []))
         with tf.GradientTape() as tape:
             total, terms, _ = self.compute_losses(
                 x, y, sample_weight, training=True, teacher_embeddings=teacher_embeddings
             )
             scaled = self.optimizer.scale_loss(total)
-        gradients = tape.gradient(scaled, variables)
-        total = self._apply_if_finite(total, gradients, variables)
+        gradients = tape.gradient(scaled, variables + shards)
+        gradients, shard_gradients = gradients[: len(variables)], gradients[len(variables):]
+        total = self._apply_if_finite(total, gradients, variables, shard_gradients)
         return self._update_trackers(x, total, terms, gradients)
 
-    def _apply_if_finite(self, total, gradients, variables):
+    def _apply_if_finite(self, total, gradients, variables, shard_gradients=()):
         """Applies the update with every gradient zeroed unless the loss and gradient norm are finite
         on all replicas (a ``tf.cond`` around ``apply_gradients`` cannot cross the replicas' gradient
         all-reduce), so the weights stay finite; a non-finite step returns a NaN loss, which the
-        divergence guard callback sees in the logs and stops the run on (:mod:`pocketnet_tf.train.guard`)."""
+        divergence guard callback sees in the logs and stops the run on (:mod:`pocketnet_tf.train.guard`).
+        Partial FC shards (``shard_gradients``) are updated by the head first, under the same rule."""
         from pocketnet_tf.train.guard import finite_step
 
+        shard_gradients = list(shard_gradients)
         # A loss-scaling optimiser (Keras' wrapper, or TorchSGD(dynamic_loss_scale=True) under
         # mixed_float16) skips overflowing (scaled) gradients itself and lowers its scale: only the
         # loss is ours to check, so an fp16 overflow skips a step instead of stopping the run.
         scaled_gradients = (isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
                             or bool(getattr(self.optimizer, "dynamic_loss_scale", False)))
-        finite = finite_step(total, [] if scaled_gradients else gradients)
+        finite = finite_step(total, [] if scaled_gradients else gradients + shard_gradients)
+        if shard_gradients:
+            # Each replica's own centre shard (never all-reduced), before apply_gradients advances
+            # the LR step; never with a NaN/Inf gradient, also when the loss scale handles the rest.
+            shard_finite = finite_step(total, gradients + shard_gradients) if scaled_gradients else finite
+            self.head.apply_shard_gradients(shard_gradients, self.optimizer, finite=shard_finite)
         if not scaled_gradients:
             gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, variables))

@@ -171,12 +171,18 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate, finite=None):
         """One PyTorch-SGD update; with ``finite`` (a boolean scalar) False it changes nothing."""
+        buf = self.momentums[self._get_variable_index(variable)] if self.momentum else None
+        self.apply_torch_sgd(gradient, variable, buf, learning_rate, finite=finite)
+
+    def apply_torch_sgd(self, gradient, variable, buf, learning_rate, finite=None):
+        """One PyTorch SGD update of ``variable`` with momentum buffer ``buf`` (also used by the
+        Partial FC head, whose per-replica shards and buffers the optimiser does not own); with
+        ``finite`` (a boolean scalar) False it changes nothing."""
         lr = tf.cast(learning_rate, variable.dtype)
         g = tf.cast(gradient, variable.dtype)
         if self.coupled_weight_decay:
             g = g + tf.cast(self.coupled_weight_decay, variable.dtype) * variable
         if self.momentum:
-            buf = self.momentums[self._get_variable_index(variable)]
             mu = tf.cast(self.momentum, variable.dtype)
             new_buf = mu * buf + g
             self.assign(buf, new_buf if finite is None else tf.where(finite, new_buf, buf))

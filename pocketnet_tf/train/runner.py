@@ -146,19 +146,23 @@ def _teacher_schedule(config: TrainConfig):
     return TeacherSchedule.from_manifest(config.teacher_manifest, config.epochs, config.teacher_schedule_policy)
 
 
-def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int):
-    """The backbone, margin head, train model and optimiser of ``config`` (call under a strategy scope)."""
+def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int, resuming_sharded: bool = False):
+    """The backbone, margin head, train model and optimiser of ``config`` (call under a strategy scope).
+
+    ``resuming_sharded``: the checkpoint being resumed holds a Partial FC head (keep that head)."""
     from pocketnet_tf import models
-    from pocketnet_tf.layers.margin import build_head
     from pocketnet_tf.train.distiller import DistillationModel, MarginModel
     from pocketnet_tf.train.optimizer import TorchSGD
+    from pocketnet_tf.train.head_sharding import build_training_head
     from pocketnet_tf.train.precision import optimizer_options, precision_scope
     from pocketnet_tf.train.schedules import EpochStepDecay, scaled_learning_rate
 
     with precision_scope(config.precision):
         backbone = models.build(config.model, genotype=config.genotype, embedding_size=config.embedding_size,
                                 input_size=config.input_size, **config.model_overrides())
-        head = build_head(config.head, num_classes, scale=config.scale, margin=config.margin, name="margin_head")
+        head = build_training_head(config.head, num_classes, scale=config.scale, margin=config.margin,
+                                   head_sharding=config.head_sharding, sample_rate=config.head_sample_rate,
+                                   seed=config.seed, resuming_sharded=resuming_sharded)
         if config.kd == "none":
             model = MarginModel(backbone, head)
         else:
@@ -179,6 +183,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
     """Trains one stage (see the module doc); returns its results (also in ``results.json``)."""
     from pocketnet_tf.data import pipeline
     from pocketnet_tf.train import callbacks as cb
+    from pocketnet_tf.train.head_sharding import GatherHeadShards, describe_head, saved_head_is_sharded
     from pocketnet_tf.train.loop import fit_epochs
     from pocketnet_tf.train.teacher_schedule import TeacherScheduleCallback
 
@@ -222,8 +227,11 @@ def train_stage(config: TrainConfig, strategy) -> dict:
 
         schedule = _teacher_schedule(config)
         keras.utils.set_random_seed(config.seed)
+        previous = cb.read_checkpoint_state(run_dir / "checkpoints") if config.resume else None
+        sharded = previous is not None and saved_head_is_sharded(previous["weights_path"])
         with strategy.scope():
-            model = build_model(config, info.num_classes, steps_per_epoch)
+            model = build_model(config, info.num_classes, steps_per_epoch, resuming_sharded=sharded)
+        logging.info("margin head: %s", describe_head(model.head))
         if schedule is not None:
             # Fail fast: every SavedModel of the schedule must load and fit the student.
             schedule.validate(model.input_image_shape, model.embedding_size)
@@ -266,6 +274,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
             first_epoch = min(initial_step // steps_per_epoch, config.epochs - 1)
             model.set_teacher(schedule.path_for(first_epoch), retrace=False)
             callbacks.append(TeacherScheduleCallback(schedule, validated=True))
+        callbacks.append(GatherHeadShards(config.checkpoint_every_steps))  # every worker, before the checkpoint
         if chief:
             if verification is not None:
                 callbacks.append(verification)
@@ -371,7 +380,9 @@ def _read_json(path: Path) -> dict:
 def run(config: TrainConfig) -> dict:
     """Runs the training command (teacher stage first with ``--train_teacher``); returns results."""
     from pocketnet_tf.io_utils import ensure_dir
+    from pocketnet_tf.train.head_sharding import split_cpu
 
+    split_cpu(config.logical_cpus)
     strategy = make_strategy(config.strategy)
     ensure_dir(config.run_dir)
     if config.synthesize_data:

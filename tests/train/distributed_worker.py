@@ -10,7 +10,9 @@ import os
 import sys
 
 
-def main(directory, index, ports):
+def join_cluster(index, ports):
+    """Sets TF_CONFIG for worker ``index`` of a cluster on 127.0.0.1 ``ports`` and returns its
+    MultiWorkerMirroredStrategy (call before any other TF op)."""
     os.environ["TF_CONFIG"] = json.dumps({
         "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports.split(",")]},
         "task": {"type": "worker", "index": int(index)},
@@ -18,7 +20,11 @@ def main(directory, index, ports):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TF op
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def main(directory, index, ports):
+    strategy = join_cluster(index, ports)
     import numpy as np
 
     from tests.train.test_distribute import build, train_data

@@ -25,16 +25,16 @@ from pocketnet_tf.train.distiller import DistillationModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.schedules import EpochStepDecay
 from pocketnet_tf.train.teachers import SavedModelTeacher, export_savedmodel
-from tests.helpers import randomize_batchnorm_statistics
+from tests.helpers import randomize_batchnorm_statistics, two_cpu_strategy
 from tests.train.common import tiny_backbone
 
 SPEC = {"examples": 24, "batch_size": 8, "epochs": 2, "clip_norm": 0.05}
 
 
-def build(spec, teacher):
-    """The model every run trains (call under the strategy's scope)."""
+def build(spec, teacher, head=None):
+    """The model every run trains (call under the strategy's scope); ``head`` defaults to ArcFace."""
     keras.utils.set_random_seed(0)
-    model = DistillationModel(tiny_backbone(batch_norm_layers=False), ArcMarginHead(3), teacher=teacher)
+    model = DistillationModel(tiny_backbone(batch_norm_layers=False), head or ArcMarginHead(3), teacher=teacher)
     steps = spec["examples"] // spec["batch_size"]
     model.compile(optimizer=TorchSGD(EpochStepDecay(0.1, steps, [2]), clip_norm=spec["clip_norm"]))
     model.optimizer.build(model.trainable_variables)
@@ -72,7 +72,7 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
         total, _, _ = fresh.compute_losses(x, y, training=True, teacher_embeddings=fresh._teacher_embeddings(x))
     assert float(tf.linalg.global_norm(tape.gradient(total, fresh.backbone.trainable_variables))) > 10 * SPEC["clip_norm"]
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy()
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         mirrored = build(SPEC, teacher)
@@ -118,16 +118,22 @@ def _run_processes(commands, timeout):
     assert all(p.returncode == 0 for p in procs), "\n----\n".join(outputs)
 
 
+def run_two_workers(module, directory, timeout=420):
+    """Writes SPEC to ``directory/spec.json`` and runs ``python -m module directory INDEX PORTS``
+    as the two workers of a cluster on 127.0.0.1."""
+    (directory / "spec.json").write_text(json.dumps(SPEC))
+    ports = ",".join(str(p) for p in _free_ports(2))
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
+    _run_processes([([sys.executable, "-m", module, str(directory), str(i), ports], env, repo) for i in range(2)],
+                   timeout=timeout)
+
+
 @pytest.mark.slow
 def test_multi_worker_two_processes_equal_one_device(tmp_path):
     teacher = _teacher(tmp_path)
     single, single_hist = _single_device(tmp_path, teacher)
-    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
-    ports = ",".join(str(p) for p in _free_ports(2))
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(repo), "CUDA_VISIBLE_DEVICES": ""}
-    _run_processes([([sys.executable, "-m", "tests.train.distributed_worker", str(tmp_path), str(i), ports], env, repo)
-                    for i in range(2)], timeout=420)
+    run_two_workers("tests.train.distributed_worker", tmp_path)
     result = np.load(tmp_path / "result.npz")
     for i, w in enumerate(single.weights):
         np.testing.assert_allclose(result[f"arr_{i}"], np.array(w), rtol=1e-4, atol=2e-6, err_msg=w.path)
