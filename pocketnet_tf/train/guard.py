@@ -50,10 +50,22 @@ def finite_step(loss, gradients):
 def first_non_finite(variables):
     """The first of ``variables`` (Keras or TF) holding a NaN or infinite value, else ``None``."""
     for variable in variables:
-        value = np.asarray(keras.ops.convert_to_numpy(variable))
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            return variable
+        for value in _local_values(variable):
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                return variable
     return None
+
+
+def _local_values(variable) -> list:
+    """The variable's value, or each replica's value of a per-replica variable (a Partial FC centre
+    shard: ON_READ without aggregation, which cannot be read as one value across replicas)."""
+    import tensorflow as tf
+
+    inner = getattr(variable, "value", variable)
+    if isinstance(inner, tf.distribute.DistributedValues) and getattr(inner, "aggregation", None) == (
+            tf.VariableAggregation.NONE) and getattr(inner, "synchronization", None) == tf.VariableSynchronization.ON_READ:
+        return [np.asarray(v.numpy()) for v in inner.values]
+    return [np.asarray(keras.ops.convert_to_numpy(variable))]
 
 
 def check_finite_weights(model, where: str) -> None:

@@ -9,7 +9,7 @@ from pocketnet_tf.layers.margin import ArcMarginHead, CosMarginHead
 from pocketnet_tf.train.distiller import DistillationModel, MarginModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.teachers import SavedModelTeacher, TeacherError, export_savedmodel
-from tests.helpers import randomize_batchnorm_statistics
+from tests.helpers import randomize_batchnorm_statistics, two_cpu_strategy
 from tests.train.common import dataset, tiny_backbone, tiny_data, weights_of
 
 
@@ -152,6 +152,6 @@ def test_cosine_kd_on_two_replicas_equals_one_device(keras_teacher):
         return weights_of(model.backbone)
 
     single = one_step(tf.distribute.get_strategy())
-    mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    mirrored = one_step(two_cpu_strategy())
     for a, b in zip(single, mirrored):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -19,6 +19,7 @@ from pocketnet_tf.train.guard import DivergenceError, DivergenceGuard
 from pocketnet_tf.train.loop import fit_epochs
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.teachers import SavedModelTeacher, TeacherError, export_savedmodel
+from tests.helpers import two_cpu_strategy
 from tests.train.common import tiny_backbone, tiny_data, weights_of
 
 SPE = 4
@@ -62,7 +63,7 @@ def test_non_finite_step_skips_update_and_stops_before_checkpoint(tmp_path):
 
 
 def test_two_replicas_agree_on_skipping():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy()
     model = _model(strategy=strategy)
     x = X[:4].copy()
     x[3, 0, 0, 0] = np.inf  # only the second replica's half is bad

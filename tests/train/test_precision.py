@@ -22,6 +22,7 @@ from pocketnet_tf.train.distiller import DistillationModel, MarginModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.precision import float32_copy, optimizer_options, precision_scope
 from pocketnet_tf.train.teachers import export_savedmodel
+from tests.helpers import two_cpu_strategy
 from tests.train.common import dataset, tiny_backbone, tiny_data
 
 TOLERANCE = {"mixed_bfloat16": 5e-2, "mixed_float16": 5e-2}
@@ -150,7 +151,7 @@ def test_float16_two_replicas_equal_one_device():
     single = _model("mixed_float16", **kwargs)
     init = single.get_weights()
     single_hist = single.fit(dataset(x, y, 8), epochs=2, verbose=0).history
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy()
     with strategy.scope():
         mirrored = _model("mixed_float16", **kwargs)
     mirrored.set_weights(init)
