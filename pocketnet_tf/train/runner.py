@@ -30,7 +30,9 @@ from absl import logging
 
 from pocketnet_tf.config import TrainConfig
 from pocketnet_tf.eval.callbacks import VerificationCallback
-from pocketnet_tf.io_utils import atomic_path, attach_log_file, remove_stale_temporaries, write_json_atomic
+from pocketnet_tf.io_utils import (
+    atomic_path, attach_log_file, ensure_dir, remove_stale_temporaries, write_json_atomic,
+)
 from pocketnet_tf.run_records import write_run_records
 from pocketnet_tf.train.guard import DivergenceError, DivergenceGuard
 
@@ -192,6 +194,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
     started = time.time()
     handler = None
     if chief:
+        ensure_dir(run_dir)  # the teacher stage's <workdir>/teacher is new
         handler = attach_log_file(run_dir / "train.log")
         _remove_stale_temporaries(run_dir)
     try:
@@ -379,7 +382,6 @@ def _read_json(path: Path) -> dict:
 
 def run(config: TrainConfig) -> dict:
     """Runs the training command (teacher stage first with ``--train_teacher``); returns results."""
-    from pocketnet_tf.io_utils import ensure_dir
     from pocketnet_tf.train.head_sharding import split_cpu
 
     split_cpu(config.logical_cpus)
