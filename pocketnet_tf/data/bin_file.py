@@ -22,6 +22,7 @@ import io
 import os
 import pickle
 import pickletools
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,40 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
     _ALLOWED[(_mod, "_frombuffer")] = _np_frombuffer
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+def _check_array_state(array: np.ndarray, state) -> None:
+    """The state numpy pickles for a plain array: (version, shape, dtype, fortran, raw bytes) whose
+    byte count matches the shape, so ``__setstate__`` sees nothing it could misread."""
+    ok = isinstance(state, tuple) and len(state) == 5
+    if ok:
+        _, shape, dtype, fortran, data = state
+        ok = (isinstance(shape, tuple) and all(type(d) is int and d >= 0 for d in shape) and len(shape) <= 32
+              and isinstance(dtype, np.dtype) and not dtype.hasobject and isinstance(fortran, bool)
+              and isinstance(data, (bytes, bytearray))
+              and int(np.prod(shape, dtype=object)) * dtype.itemsize == len(data))
+    if not ok:
+        raise UnsafePickleError("numpy array state is not (version, shape, dtype, fortran, raw bytes of that shape)")
+
+
+class _RestrictedUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python implementation, to check BUILD
+    """Python's own unpickler with an allow-list of globals, a size-checked ``_reconstruct`` and a
+    checked BUILD: numpy's C ``__setstate__`` of a dtype or array misbehaves on hostile state
+    (SystemError, and a segmentation fault found by fuzzing), so a dtype's state is ignored (the
+    allowed dtypes are numpy's built-in ones) and an array's is checked before it is applied."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001
+
+    def load_build(self):
+        state, target = self.stack[-1], self.stack[-2]
+        if isinstance(target, np.dtype):
+            self.stack.pop()
+            return
+        if not isinstance(target, np.ndarray):
+            raise UnsafePickleError(f"{self._source}: BUILD of a {type(target).__name__} is not allowed")
+        _check_array_state(target, state)
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
+
     def __init__(self, file, *, source: str, size: int, **kwargs):
         super().__init__(file, **kwargs)
         self._source = source
@@ -237,7 +271,7 @@ def read_bin(path) -> tuple[list[bytes], np.ndarray]:
     except UnsafePickleError as err:
         msg = str(err)
         raise UnsafePickleError(msg if msg.startswith(source) else f"{source}: {msg}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, struct.error,
             KeyError, AttributeError, OverflowError, MemoryError) as err:
         raise ValueError(f"{source}: not a readable verification .bin pickle ({type(err).__name__}: {err})") from None
 

@@ -236,3 +236,19 @@ def test_declared_lengths_beyond_the_file_are_refused_before_allocation(tmp_path
         tracemalloc.stop()
     assert not isinstance(info.value, UnsafePickleError)
     assert peak < 1 << 20, peak
+
+
+def test_array_state_is_checked_and_dtype_state_never_reaches_numpy(tmp_path):
+    # numpy's C __setstate__ misbehaves on hostile BUILD state (SystemError; a segmentation fault
+    # under the --fuzz run), so the unpickler checks an array's state and ignores a dtype's.
+    reconstruct = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
+    dtype = b"cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R"
+    bad_state = b"(K\x01K\x0a\x85" + dtype + b"\x89C\x02abtb"  # 10 values announced, 2 bytes given
+    path = tmp_path / "state.bin"
+    path.write_bytes(b"\x80\x02(]" + reconstruct + bad_state + b"t.")
+    with pytest.raises(UnsafePickleError, match=r"state.bin: .*numpy array state is not"):
+        read_bin(path)
+    # A dtype whose BUILD state is garbage: the state is dropped, the dtype stays numpy's own.
+    path.write_bytes(b"\x80\x02(]" + dtype + b"(K\x63K\x63tb\x85t.")
+    with pytest.raises(ValueError, match=r"state.bin: 0 images for 1 pairs"):
+        read_bin(path)
