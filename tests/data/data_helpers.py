@@ -42,10 +42,6 @@ def collect(ds):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-#: One float32 ulp at 1.0: the pipeline normalises with XLA (x * (1 / 127.5) - 1), numpy divides.
-NORMALIZE_ATOL = 1.2e-7
-
-
 def pixels(x) -> np.ndarray:
-    """Pipeline output back to uint8 pixels (exact: normalisation is off by at most one ulp)."""
+    """Pipeline output back to uint8 pixels."""
     return np.rint(preprocess.denormalize(x)).astype(np.uint8)
