@@ -3,6 +3,7 @@
 Usage: python benchmarks/search_step.py [--batch_size 32] [--steps 3] [--orders first,second]
                                         [--channels 16 --num_cells 8 --num_nodes 4 --input_size 112]
                                         [--num_classes 10572] [--original_ordering] [--json]
+                                        [--compare_torch]
 
 Defaults are the paper's search network (C=16, 8 cells, 4 nodes, stem x3, 112x112, 10,572
 classes: 4,156,316 weights + 224 alphas) at batch 32 per half. Each order runs in its own
@@ -11,6 +12,12 @@ optimisation, reported as "first step"), then ``--steps`` timed steps of the com
 ``SearchModel.train_step`` on random data; the median is reported. Peak memory is the process'
 maximum resident set size (includes TensorFlow itself, ~0.5 GB). Figures depend on the machine
 and on what else runs on it (the load average is printed).
+
+``--compare_torch`` measures the second-order step twice, ours and the PyTorch reference of the
+same step (``tests/torch_search_reference.py``: the original's Architect with a deep-copied
+virtual network and in-place w+/w- perturbation, then the weight step; test-only torch, as many
+intra-op threads as CPUs unless ``--torch_threads``), each in its own process, and prints both and the ratios ours / torch
+(step time, peak RSS, first step).
 """
 
 from __future__ import annotations
@@ -80,6 +87,53 @@ def _measure(args) -> dict:
     }
 
 
+def _measure_torch(args) -> dict:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import numpy as np
+    import torch
+
+    from tests import torch_search_reference as ref
+
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    started = time.time()
+    net = ref.SearchCNN(args.num_classes, channels=args.channels, num_cells=args.num_cells,
+                        num_nodes=args.num_nodes, input_size=args.input_size)
+    with torch.no_grad():
+        for a in net.alphas():
+            a.normal_(0.0, 1e-3)
+    built = time.time() - started
+    architect = ref.Architect(net)
+    w_optim, a_optim = ref.optimizers(net)
+    gen = torch.Generator().manual_seed(0)
+
+    def half():
+        x = torch.rand((args.batch_size, 3, args.input_size, args.input_size), generator=gen) * 2 - 1
+        return x, torch.randint(0, args.num_classes, (args.batch_size,), generator=gen)
+
+    trn, val = half(), half()
+    times = []
+    for _ in range(args.steps + 1):
+        t = time.time()
+        float(ref.search_step(net, architect, w_optim, a_optim, trn, val))
+        times.append(time.time() - t)
+    first, times = times[0], times[1:]
+    return {
+        "order": "second (torch)", "original_ordering": False, "batch_size": args.batch_size,
+        "input_size": args.input_size,
+        "weights": int(sum(p.numel() for p in net.weights())), "alphas": int(sum(a.numel() for a in net.alphas())),
+        "build_s": round(built, 1), "first_step_s": round(first, 1),
+        "step_s_median": round(float(np.median(times)), 3), "step_s_all": [round(x, 3) for x in times],
+        "images_per_s": round(2 * args.batch_size / float(np.median(times)), 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+    }
+
+
+def _ratios(ours: dict, torch_result: dict) -> dict:
+    return {key: round(ours[key] / max(torch_result[key], 1e-9), 2)
+            for key in ("step_s_median", "peak_rss_gb", "first_step_s")}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=int, default=32)
@@ -92,24 +146,33 @@ def main():
     parser.add_argument("--num_classes", type=int, default=10572)
     parser.add_argument("--original_ordering", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compare_torch", action="store_true",
+                        help="second order only: ours against the PyTorch reference of the same step")
+    parser.add_argument("--torch_threads", type=int, default=0,
+                        help="intra-op threads of the PyTorch reference (0: one per CPU; on a loaded machine "
+                             "1 avoids OpenMP spin-waiting, which slowed a step ~70x here)")
     parser.add_argument("--order", help=argparse.SUPPRESS)  # internal: measure one order in this process
     args = parser.parse_args()
+    if args.compare_torch and args.original_ordering:
+        parser.error("--compare_torch times the textbook step (the reference has no --original_ordering)")
     if args.order:
-        print(json.dumps(_measure(args)))
+        print(json.dumps(_measure_torch(args) if args.order == "torch" else _measure(args)))
         return
     results = []
-    for order in args.orders.split(","):
+    orders = ["second", "torch"] if args.compare_torch else args.orders.split(",")
+    for order in orders:
         cmd = [sys.executable, __file__, f"--order={order}"] + [
             f"--{k}={getattr(args, k)}" for k in ("batch_size", "steps", "channels", "num_cells", "num_nodes",
-                                                  "input_size", "num_classes")
+                                                  "input_size", "num_classes", "torch_threads")
         ] + (["--original_ordering"] if args.original_ordering else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             raise SystemExit(f"{order}-order run failed:\n{out.stderr[-3000:]}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     load = os.getloadavg()
+    ratios = _ratios(results[0], results[1]) if args.compare_torch else None
     if args.json:
-        print(json.dumps({"results": results, "load_average": load}, indent=2))
+        print(json.dumps({"results": results, "load_average": load, "ours_over_torch": ratios}, indent=2))
         return
     print(f"search network: {results[0]['weights']:,} weights + {results[0]['alphas']} alphas, "
           f"{args.input_size}x{args.input_size}, batch {args.batch_size} per half; load average {load[0]:.1f} "
@@ -118,6 +181,9 @@ def main():
         print(f"{r['order']:>6}-order: build {r['build_s']} s, first step {r['first_step_s']} s, step "
               f"{r['step_s_median']} s (median of {len(r['step_s_all'])}: {r['step_s_all']}), "
               f"{r['images_per_s']} img/s, peak RSS {r['peak_rss_gb']} GB")
+    if ratios:
+        print(f"ours / torch: step {ratios['step_s_median']}x, peak RSS {ratios['peak_rss_gb']}x, "
+              f"first step {ratios['first_step_s']}x")
 
 
 if __name__ == "__main__":
