@@ -169,3 +169,24 @@ def test_config_checks_head_sharding_flags(tmp_path):
         TrainConfig.from_flags(dict(base, head_sharding="none", head_sample_rate=0.5))
     with pytest.raises(ValueError, match=r"--head_sample_rate in \(0, 1\]"):
         TrainConfig.from_flags(dict(base, head_sample_rate=0.0))
+
+
+@pytest.mark.slow
+def test_benchmark_head_command_reports_bytes_per_replica():
+    """``python -m pocketnet_tf.benchmark head`` on 2 logical CPUs: one JSON object; a replica of
+    the sharded head holds ceil(C/2) centres + momentum, the replicated head all C of both."""
+    from tests.cli_support import run_module
+
+    common = ["head", "--num-classes=1001", "--embedding-size=8", "--batch-size=4", "--replicas=2", "--steps=2",
+              "--warmup=1", "--json"]
+    results = {}
+    for sharding in ("auto", "none"):
+        proc = run_module("pocketnet_tf.benchmark", [*common, f"--head-sharding={sharding}"], timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[sharding] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["auto"]["head_bytes_per_replica"] == 501 * 8 * 4 * 2
+    assert results["none"]["head_bytes_per_replica"] == 1001 * 8 * 4 * 2
+    assert "2 shard(s) of 501" in results["auto"]["head"] and results["none"]["head"].startswith("ArcMarginHead")
+    assert all(r["ms_per_step"] > 0 and r["replicas"] == 2 for r in results.values())
+    bad = run_module("pocketnet_tf.benchmark", [*common[:3], "--batch-size=3", "--replicas=2"], timeout=300)
+    assert bad.returncode == 2 and "not divisible by --replicas=2" in bad.stderr
