@@ -1,6 +1,6 @@
 // Loading and checking a verification bundle written by `python -m pocketnet_tf.convert`
 // (tflite/README.md): metadata.json as pocketnet_tf.face_pipeline.read_bundle_metadata checks it,
-// the model's SHA-256, the sealed manifest when metadata.bundle is present, and golden/golden.json.
+// the model's SHA-256, the sealed manifest (metadata.bundle, required), and golden/golden.json.
 
 export const METADATA_SCHEMA = 'pocketnet_tf.tflite_metadata/1';
 export const MANIFEST_SCHEMA = 'pocketnet_tf.bundle_manifest/1';
@@ -169,16 +169,18 @@ export async function loadBundle(base) {
   if (digest !== spec.modelSha256) {
     throw new BundleError(`${spec.modelFile}: sha256 ${digest} does not match metadata.json (${spec.modelSha256}): corrupt or replaced model`);
   }
-  let manifest = null;
-  if ('bundle' in meta) {
-    manifest = await checkSeal(base, meta);
-    if (!manifest.has(spec.modelFile) || !manifest.has('golden/golden.json')) throw new BundleError(`manifest.json: must list ${spec.modelFile} and golden/golden.json`);
+  // Every bundle the converter writes is sealed; one without a seal is refused (its golden files
+  // could have been changed unnoticed).
+  if (!('bundle' in meta)) {
+    throw new BundleError("metadata.json: no 'bundle' seal (manifest.json); re-export the bundle with python -m pocketnet_tf.convert");
   }
+  const manifest = await checkSeal(base, meta);
+  if (!manifest.has(spec.modelFile) || !manifest.has('golden/golden.json')) throw new BundleError(`manifest.json: must list ${spec.modelFile} and golden/golden.json`);
   const golden = parseJson(await fetchBytes(base, 'golden/golden.json', JSON_LIMIT), 'golden/golden.json');
   if (golden.schema !== GOLDEN_SCHEMA) throw new BundleError(`golden/golden.json: schema ${JSON.stringify(golden.schema)}, expected ${JSON.stringify(GOLDEN_SCHEMA)}`);
   if (golden.model_sha256 !== digest) throw new BundleError(`golden/golden.json: golden vectors were made for model ${golden.model_sha256}, the bundle holds ${digest}`);
   if (!Array.isArray(golden.cases) || !golden.cases.length) throw new BundleError('golden/golden.json: no test cases');
-  return { meta, spec, modelBytes, golden, tolerance: GOLDEN_TOLERANCES[spec.mode], sealed: manifest !== null };
+  return { meta, spec, modelBytes, golden, tolerance: GOLDEN_TOLERANCES[spec.mode], sealed: true };
 }
 
 /** Refuses a compiled model whose input/output do not match the metadata. */

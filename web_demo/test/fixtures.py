@@ -7,7 +7,7 @@ Writes into OUT_DIR (skipping what exists):
 * ``bundle_fp32/``, ``bundle_int8/``: bundles of a tiny Keras model (the Android tests' model)
   written by ``python -m pocketnet_tf.convert`` from a synthetic RecordIO set and ``.bin``;
 * ``bundle_tampered/``: ``bundle_fp32`` with one byte of model.tflite flipped;
-* ``bundle_sealed/``: ``bundle_fp32`` sealed with ``manifest.json`` (the agreed format), and
+* ``bundle_sealed/``: ``bundle_fp32``, whose converter-written seal is checked against the agreed format, and
   broken variants listed in ``refusals.json`` (sealed file changed, manifest changed, wrong
   metadata schema, input spec the model does not have);
 * ``scenes/``: each fp32 golden face placed into a 320x240 scene by a known similarity, with
@@ -81,16 +81,20 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def seal(root: Path, source: Path) -> Path:
-    """``bundle_sealed``: ``source`` with ``manifest.json`` and ``metadata.bundle`` in the agreed sealed
-    format (every regular file but metadata.json/manifest.json, sorted, with size and SHA-256)."""
+    """``bundle_sealed``: a copy of ``source``, whose seal the converter wrote, checked here against
+    the agreed format computed independently (every regular file but metadata.json/manifest.json,
+    sorted, with size and SHA-256; its hash in ``metadata.bundle``)."""
     out = _copy(root, source, "bundle_sealed")
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("metadata.json", "manifest.json"))
     manifest = {"schema": "pocketnet_tf.bundle_manifest/1", "files": [
         {"path": p.relative_to(out).as_posix(), "bytes": p.stat().st_size, "sha256": _sha(p.read_bytes())} for p in files]}
-    _write_json(out / "manifest.json", manifest)
+    written = json.loads((out / "manifest.json").read_text())
+    if written != manifest:
+        raise AssertionError(f"{out}/manifest.json differs from the agreed format: {written} != {manifest}")
     meta = json.loads((out / "metadata.json").read_text())
-    meta["bundle"] = {"manifest": "manifest.json", "manifest_sha256": _sha((out / "manifest.json").read_bytes())}
-    _write_json(out / "metadata.json", meta)
+    expected = {"manifest": "manifest.json", "manifest_sha256": _sha((out / "manifest.json").read_bytes())}
+    if meta.get("bundle") != expected:
+        raise AssertionError(f"{out}/metadata.json: bundle {meta.get('bundle')} != {expected}")
     return out
 
 
@@ -117,6 +121,12 @@ def broken_variants(root: Path, fp32: Path, sealed: Path) -> dict:
     meta["alignment"]["output_size"] = [96, 96]
     _write_json(out / "metadata.json", meta)
     variants["bundle_bad_input"] = "model.tflite: input [1,112,112,3] float32 disagrees with metadata.json"
+    out = _copy(root, sealed, "bundle_unsealed")  # the seal removed
+    (out / "manifest.json").unlink()
+    meta = json.loads((out / "metadata.json").read_text())
+    del meta["bundle"]
+    _write_json(out / "metadata.json", meta)
+    variants["bundle_unsealed"] = "metadata.json: no 'bundle' seal"
     _write_json(root / "refusals.json", variants)
     return variants
 
