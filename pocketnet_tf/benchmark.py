@@ -105,4 +105,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, argv=pn_flags.normalize_dashes(sys.argv, set(FLAGS)))
+    from pocketnet_tf.cli import parse_flags
+
+    app.run(main, flags_parser=parse_flags)

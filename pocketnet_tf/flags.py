@@ -147,17 +147,3 @@ def define_benchmark_flags() -> None:
     flags.DEFINE_string("teacher", None, "--kd: teacher backbone registry name (default: a copy of --model; the "
                         "paper's teacher is iresnet100).")
     flags.DEFINE_boolean("json", False, "Print the result as one JSON object.")
-
-
-def normalize_dashes(argv, defined) -> list:
-    """``--batch-size=3`` -> ``--batch_size=3`` (also ``--no-...``) for flags defined with underscores."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and not arg.startswith("---") and "-" in arg[2:].partition("=")[0]:
-            name, eq, value = arg[2:].partition("=")
-            candidate = name.replace("-", "_")
-            bare = candidate[2:] if candidate.startswith("no") else candidate
-            if candidate in defined or bare.lstrip("_") in defined:
-                arg = f"--{candidate if candidate in defined else 'no' + bare.lstrip('_')}{eq}{value}"
-        out.append(arg)
-    return out
