@@ -52,3 +52,18 @@ def test_data_info_no_decode_and_align_dashes(tmp_path):
     # The face command takes the same spellings (--min-score, --no-all-faces) before its own checks.
     proc = run_module("pocketnet_tf.align", ["--min-score=0.7", "--no-all-faces"], timeout=300)
     assert proc.returncode == 1 and "--in is required" in proc.stderr, proc.stderr
+
+
+def test_importing_a_command_module_defines_no_flags():
+    """Flags are defined only when a command runs (``define_flags(flag_values)`` from its entry)."""
+    import subprocess
+    import sys
+
+    code = ("import pocketnet_tf.align, pocketnet_tf.import_weights, pocketnet_tf.models.__main__, "
+            "pocketnet_tf.face.__main__, pocketnet_tf.convert, pocketnet_tf.evaluate, pocketnet_tf.verify_bundle\n"
+            "from absl import flags\n"
+            "print(sorted(n for n in ('in', 'pytorch', 'genotype', 'json', 'mode', 'bin', 'num_threads', 'min_score') "
+            "if n in flags.FLAGS))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
