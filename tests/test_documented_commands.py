@@ -9,7 +9,6 @@ accepts them), and every ``--flagfile`` the docs name must exist.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
