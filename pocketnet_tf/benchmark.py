@@ -258,4 +258,6 @@ def _report(run, describe) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main, argv=pn_flags.normalize_dashes(kd_argv(sys.argv), set(FLAGS)))
+    from pocketnet_tf.cli import parse_flags
+
+    app.run(main, flags_parser=lambda argv: parse_flags(kd_argv(argv)))

@@ -41,25 +41,11 @@ def define_flags() -> None:
     flags.DEFINE_boolean("megaface_resume", False, "Skip images whose MegaFace feature file exists (same model only).")
 
 
-def _underscore_flag_names(argv: list[str]) -> list[str]:
-    """``--ijb-set=X`` -> ``--ijb_set=X`` (and ``--no-flip``) for flags defined with underscores."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and "-" in arg[2:].partition("=")[0]:
-            name, eq, value = arg[2:].partition("=")
-            fixed = name.replace("-", "_")
-            bare = fixed[3:] if fixed.startswith("no_") else fixed
-            if fixed in FLAGS:
-                arg = f"--{fixed}{eq}{value}"
-            elif bare in FLAGS:
-                arg = f"--no{bare}{eq}{value}"
-        out.append(arg)
-    return out
-
-
 def _parse(argv):
     try:
-        return FLAGS(_underscore_flag_names(list(argv)))
+        from pocketnet_tf.cli import normalize_dashes
+
+        return FLAGS(normalize_dashes(argv, FLAGS))
     except flags.Error as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -202,17 +202,3 @@ def define_head_benchmark_flags() -> None:
     flags.DEFINE_float("sample_rate", 1.0, "head: Partial FC sample rate (0, 1].", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_enum("head_sharding", "auto", ["auto", "none"], "head: auto (Partial FC on >1 replica or with "
                       "sampling) or none (replicated head).")
-
-
-def normalize_dashes(argv, defined) -> list:
-    """``--batch-size=3`` -> ``--batch_size=3`` (also ``--no-...``) for flags defined with underscores."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and not arg.startswith("---") and "-" in arg[2:].partition("=")[0]:
-            name, eq, value = arg[2:].partition("=")
-            candidate = name.replace("-", "_")
-            bare = candidate[2:] if candidate.startswith("no") else candidate
-            if candidate in defined or bare.lstrip("_") in defined:
-                arg = f"--{candidate if candidate in defined else 'no' + bare.lstrip('_')}{eq}{value}"
-        out.append(arg)
-    return out

@@ -17,12 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-_MODEL = flags.DEFINE_string("model", None, "Registry name: PocketNetS-128, PocketNetM-256, iresnet100, ...")
-_PYTORCH = flags.DEFINE_string("pytorch", None, "The original state_dict (.pth/.pt from torch.save, or .safetensors).")
-_OUT = flags.DEFINE_string("out", None, "Output .keras file (written atomically).")
-_EMB = flags.DEFINE_integer("embedding_size", None, "Override the preset's embedding size.", lower_bound=1)
-_GENO = flags.DEFINE_string("genotype", None, "PocketNet only: genotype name, JSON/text or file.")
-flags.mark_flags_as_required(["model", "pytorch", "out"])
+FLAGS = flags.FLAGS
 
 
 def main(argv):
@@ -32,8 +27,8 @@ def main(argv):
 
     try:
         config = ImportConfig(
-            model=_MODEL.value, pytorch=_PYTORCH.value, out=_OUT.value,
-            embedding_size=_EMB.value, genotype=_GENO.value,
+            model=FLAGS.model, pytorch=FLAGS.pytorch, out=FLAGS.out,
+            embedding_size=FLAGS.embedding_size, genotype=FLAGS.genotype,
         )
         _, report = import_checkpoint(config)
     except (ValueError, OSError) as err:  # OSError: the --out path cannot be written (io_utils.OutputError)
@@ -48,4 +43,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from pocketnet_tf.cli import parse_flags
+    from pocketnet_tf.importers.flags import define_flags
+
+    define_flags(FLAGS)
+    app.run(main, flags_parser=parse_flags)

@@ -46,22 +46,10 @@ USAGE = ("usage: python -m pocketnet_tf.data synth --out=DIR [...] | convert --s
 _COMMANDS = ("synth", "convert", "info")
 
 
-def _normalize_argv(argv):
-    """``--images-per-identity=3`` -> ``--images_per_identity=3`` for flags defined with underscores."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--") and not arg.startswith("---"):
-            name, eq, value = arg[2:].partition("=")
-            candidate = name.replace("-", "_")
-            bare = candidate[2:] if candidate.startswith("no") else candidate
-            if "-" in name and (candidate in FLAGS or bare in FLAGS):
-                arg = f"--{candidate}{eq}{value}"
-        out.append(arg)
-    return out
-
-
 def _parse(argv):
-    return FLAGS(_normalize_argv(argv))
+    from pocketnet_tf.cli import normalize_dashes
+
+    return FLAGS(normalize_dashes(argv, FLAGS))
 
 
 def _require(flag, command):

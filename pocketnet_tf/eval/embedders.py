@@ -281,20 +281,8 @@ def normalization_from_metadata(metadata: dict):
     return DEFAULT_NORMALIZATION
 
 
-def _quant_params(detail) -> tuple[float, int]:
-    params = detail.get("quantization_parameters") or {}
-    scales = np.asarray(params.get("scales", []))
-    zeros = np.asarray(params.get("zero_points", []))
-    if scales.size > 1:
-        raise ValueError(f"per-channel quantised tensor {detail.get('name')!r} is not supported as model input/output")
-    if scales.size == 1:
-        return float(scales[0]), int(zeros[0]) if zeros.size else 0
-    scale, zero = detail.get("quantization", (0.0, 0))
-    return float(scale), int(zero)
-
-
 class TFLiteEmbedder(Embedder):
-    """Runs a ``.tflite`` model with ``ai_edge_litert``.
+    """Runs a ``.tflite`` model with the one LiteRT runner (:class:`pocketnet_tf.export.runtime.TFLiteRunner`).
 
     Dynamic-batch models are resized to the batch at hand; static batch-1 models are run image by
     image. An int8/uint8 input is quantised with the tensor's ``(scale, zero_point)`` (a uint8 input
@@ -304,35 +292,22 @@ class TFLiteEmbedder(Embedder):
     backend = "tflite"
 
     def __init__(self, path, *, batch_size: int = 64, normalization=_USE_METADATA, num_threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
+        from pocketnet_tf.export.runtime import TFLiteRunner
 
         path = Path(path)
         self.metadata = read_tflite_metadata(path)
-        try:
-            self._interp = Interpreter(model_path=str(path), num_threads=num_threads)
-        except Exception as err:
-            raise ValueError(f"{path}: cannot load TFLite model ({type(err).__name__}: {err})") from None
-        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
-        self._in, self._out = inputs[0], outputs[0]
-        signature = [int(v) for v in self._in.get("shape_signature", self._in["shape"])]
+        self.runner = TFLiteRunner(path, num_threads=num_threads)
+        signature = self.runner.signature
         if len(signature) != 4 or signature[3] != 3:
             raise ValueError(f"{path}: input shape {signature}; expected (N, H, W, 3)")
-        self._dynamic = signature[0] == -1
-        if not self._dynamic and signature[0] != 1:
+        if not self.runner.dynamic and signature[0] != 1:
             raise ValueError(f"{path}: static batch {signature[0]} not supported; export batch 1 or dynamic")
-        self._in_dtype = np.dtype(self._in["dtype"])
-        self._in_scale, self._in_zero = _quant_params(self._in)
-        self._out_dtype = np.dtype(self._out["dtype"])
-        self._out_scale, self._out_zero = _quant_params(self._out)
-        self.raw_uint8_input = self._in_dtype == np.uint8 and self._in_scale == 0.0
+        self.raw_uint8_input = self.runner.raw_uint8_input
         if normalization == _USE_METADATA:
             normalization = normalization_from_metadata(self.metadata)
         if self.raw_uint8_input:
             normalization = None
-        self._embedding_size = int(self._out["shape"][-1])
-        self._current_batch = int(self._in["shape"][0])
+        self._embedding_size = int(self.runner.output["shape"][-1])
         super().__init__(source=str(path), input_size=signature[1:3], batch_size=batch_size,
                          normalization=normalization)
 
@@ -340,41 +315,8 @@ class TFLiteEmbedder(Embedder):
     def embedding_size(self) -> int:
         return self._embedding_size
 
-    def _quantize_input(self, batch: np.ndarray) -> np.ndarray:
-        if self._in_dtype == np.float32:
-            return batch.astype(np.float32, copy=False)
-        info = np.iinfo(self._in_dtype)
-        if self.raw_uint8_input:
-            values = np.round(batch)
-        elif self._in_scale > 0:
-            values = np.round(batch / self._in_scale) + self._in_zero
-        else:
-            raise ValueError(f"{self.source}: {self._in_dtype} input without quantisation parameters")
-        return np.clip(values, info.min, info.max).astype(self._in_dtype)
-
-    def _dequantize_output(self, out: np.ndarray) -> np.ndarray:
-        if self._out_dtype == np.float32:
-            return out
-        if self._out_scale <= 0:
-            raise ValueError(f"{self.source}: {self._out_dtype} output without quantisation parameters")
-        return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
-
-    def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        if self._dynamic and len(batch) != self._current_batch:
-            self._interp.resize_tensor_input(self._in["index"], [len(batch), *self.input_size, 3], strict=True)
-            self._interp.allocate_tensors()
-            self._current_batch = len(batch)
-        elif not getattr(self, "_allocated", False):
-            self._interp.allocate_tensors()
-        self._allocated = True
-        self._interp.set_tensor(self._in["index"], self._quantize_input(batch))
-        self._interp.invoke()
-        return self._dequantize_output(self._interp.get_tensor(self._out["index"]))
-
     def _run(self, batch):
-        if self._dynamic:
-            return self._invoke(batch)
-        return np.concatenate([self._invoke(batch[i : i + 1]) for i in range(len(batch))])
+        return self.runner.run(batch)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,8 +58,9 @@ class _MarginHead(keras.layers.Layer):
             name="kernel",
         )
 
-    def compute_output_shape(self, input_shape, labels_shape=None):
-        return (input_shape[0], self.num_classes)
+    def compute_output_shape(self, embeddings_shape, labels_shape=None):
+        # Keras matches these names to call()'s arguments (``<arg>_shape``) in a functional model.
+        return (embeddings_shape[0], self.num_classes)
 
     def cosine(self, embeddings):
         """Cosine similarity of each embedding with each class centre, clipped (see COS_CLIP)."""

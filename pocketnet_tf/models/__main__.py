@@ -10,10 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-_JSON = flags.DEFINE_boolean("json", False, "Print the summary as JSON.")
-_EMB = flags.DEFINE_integer("embedding_size", None, "Override the preset's embedding size.", lower_bound=1)
-_GENO = flags.DEFINE_string("genotype", None, "PocketNet only: genotype name, JSON/text file.")
-_INPUT = flags.DEFINE_integer("input_size", 112, "Square input side.", lower_bound=16)
+FLAGS = flags.FLAGS
 
 USAGE = "usage: python -m pocketnet_tf.models list | summary NAME [--json] [--embedding_size=N] [--genotype=FILE]"
 
@@ -31,13 +28,18 @@ def main(argv):
     if len(args) != 2:
         raise app.UsageError(USAGE)
     try:
-        s = summary.summarize(args[1], embedding_size=_EMB.value, genotype=_GENO.value, input_size=_INPUT.value)
+        s = summary.summarize(args[1], embedding_size=FLAGS.embedding_size, genotype=FLAGS.genotype,
+                              input_size=FLAGS.input_size)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(s, indent=2) if _JSON.value else summary.format_summary(s))
+    print(json.dumps(s, indent=2) if FLAGS.json else summary.format_summary(s))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from pocketnet_tf.cli import parse_flags
+    from pocketnet_tf.models.flags import define_flags
+
+    define_flags(FLAGS)
+    app.run(main, flags_parser=parse_flags)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import keras
 
 from pocketnet_tf import genotypes as genotypes_lib
-from pocketnet_tf.layers.common import batch_norm, conv1x1, depthwise, prelu
+from pocketnet_tf.layers.common import batch_norm
+from pocketnet_tf.layers.gdc import embedding_tail
 from pocketnet_tf.layers.primitives import FactorizedReduce, StdConv
 from pocketnet_tf.ops import build_op
 
@@ -120,16 +121,10 @@ class PocketNet(keras.Model):
             s0, s1 = s1, out
             reduction_prev = reduction
 
-        h, w = s1.shape[1], s1.shape[2]
-        x = prelu("tail_0_prelu")(s1)
-        x = conv1x1(head, "tail_1_conv")(x)
-        x = batch_norm("tail_2_bn")(x)
-        x = prelu("tail_3_prelu")(x)
-        x = depthwise((h, w), "tail_4_gdc")(x)
-        x = batch_norm("tail_5_bn")(x)
-        x = conv1x1(embedding_size, "tail_6_conv")(x)
-        x = batch_norm("tail_7_bn")(x)
-        outputs = keras.layers.Flatten(name="embedding")(x)
+        x = s1
+        for layer in embedding_tail(head, embedding_size, map_size=(s1.shape[1], s1.shape[2])):
+            x = layer(x)
+        outputs = x
 
         kwargs.setdefault("name", "pocketnet")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

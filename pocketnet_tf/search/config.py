@@ -19,7 +19,13 @@ SELECT_GENOTYPE = ("final", "best")
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig(RunConfig):
-    """One search run. Defaults are the paper's (``NAS/util/config.py``, spec §2.1)."""
+    """One search run. The numbers (network, data, optimisers, epochs) default to the paper's
+    (``NAS/util/config.py``, spec §2.1). Three algorithm defaults are deliberately textbook DARTS,
+    not the original code's (spec §9.12, docs/search.md): the alpha step's order
+    (``alpha_grad_includes_train_loss=False``: the original steps alpha after the weight backward,
+    so its alpha gradient also holds grad_alpha L_train), edge ranking (``rank_edges_by="softmax"``;
+    the original ranks by raw alpha) and the result (``select_genotype="final"``; the original
+    keeps the best epoch's genotype)."""
 
     workdir: str
     # run
@@ -117,7 +123,9 @@ class SearchConfig(RunConfig):
 
     @property
     def reduction_cells(self) -> tuple[int, ...]:
-        return tuple(sorted({self.num_cells // 3, 2 * self.num_cells // 3, self.num_cells - 1}))
+        from pocketnet_tf.models.pocketnet import reduction_indices
+
+        return reduction_indices(self.num_cells)
 
     @property
     def val_batch_size(self) -> int:

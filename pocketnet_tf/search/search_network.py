@@ -10,9 +10,9 @@ from keras import ops
 
 from pocketnet_tf import genotypes as genotypes_lib
 from pocketnet_tf.genotypes import PRIMITIVES
-from pocketnet_tf.layers.common import batch_norm, conv1x1, prelu
+from pocketnet_tf.layers.common import batch_norm
+from pocketnet_tf.layers.gdc import GroupedGlobalConv, embedding_tail
 from pocketnet_tf.models.pocketnet import reduction_indices
-from pocketnet_tf.search.grouped_gdc import GroupedGlobalConv
 from pocketnet_tf.search.search_cell import SearchCell, edge_count
 
 ALPHA_INIT_SCALE = 1e-3
@@ -120,17 +120,7 @@ class SearchNetwork(keras.Model):
                            num_nodes=self.num_nodes, name=f"cell{i}")
             )
             reduction_prev = reduction
-        self.tail = [
-            prelu("tail_0_prelu"),
-            conv1x1(self.head_width, "tail_1_conv"),
-            batch_norm("tail_2_bn"),
-            prelu("tail_3_prelu"),
-            GroupedGlobalConv(self.head_width, self.gdc_groups, name="tail_4_gdc"),
-            batch_norm("tail_5_bn"),
-            conv1x1(self.embedding_size, "tail_6_conv"),
-            batch_norm("tail_7_bn"),
-            keras.layers.Flatten(name="embedding"),
-        ]
+        self.tail = embedding_tail(self.head_width, self.embedding_size, groups=self.gdc_groups)
         self.classifier = keras.layers.Dense(self.num_classes, use_bias=True, name="classifier")
         self.build((None, self.input_size, self.input_size, 3))
 

@@ -99,6 +99,13 @@ class MarginModel(keras.Model):
             # Only the backbone is clipped (the original clips backbone.parameters(), not the header).
             self.optimizer.set_clip_variables(self.backbone.trainable_variables)
 
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model with its saved optimiser through this class's ``compile``
+        (which sets the clipped variables); ``get_compile_config`` is Keras' own."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras builds compiled losses/metrics and the optimiser from a first batch, which it
         # averages over replicas with strategy.reduce(MEAN) — a call that fails under

@@ -9,7 +9,7 @@ def run(config) -> dict | None:
     from pocketnet_tf.web_demo import build, server, site
 
     if config.check_bundle:
-        from pocketnet_tf.face_pipeline import read_bundle_metadata
+        from pocketnet_tf.face.pipeline import read_bundle_metadata
 
         read_bundle_metadata(config.bundle)
     files = site.site_files(config.bundle, web_root=config.web_root, detector=config.detector)

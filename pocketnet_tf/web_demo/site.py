@@ -2,7 +2,7 @@
 
 The page (``web_demo/index.html`` and ``web_demo/src/``), the LiteRT.js files it imports from
 ``web_demo/node_modules`` (installed by ``npm ci`` in ``web_demo/``), BlazeFace short-range (the
-same ``.tflite`` the desktop pipeline uses, :func:`pocketnet_tf.data.detect.detector_model_path`)
+same ``.tflite`` the desktop pipeline uses, :func:`pocketnet_tf.face.detect.detector_model_path`)
 as ``models/blazeface.tflite``, and the bundle's regular files under ``bundle/``. Nothing outside
 this map is served or copied.
 """
@@ -52,7 +52,7 @@ def site_files(bundle_dir, *, web_root=None, detector=None) -> dict[str, Path]:
         the bundle is missing.
       ValueError: a symlink where a regular file is expected.
     """
-    from pocketnet_tf.data.detect import detector_model_path
+    from pocketnet_tf.face.detect import detector_model_path
 
     root = Path(web_root) if web_root is not None else default_web_root()
     files: dict[str, Path] = {}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pocketnet_tf.data import detect
-from pocketnet_tf.gallery import Gallery
+from pocketnet_tf.face import detect
+from pocketnet_tf.face.gallery import Gallery
 from tests.android.test_cross_language import _hopper
 
 pytestmark = pytest.mark.slow

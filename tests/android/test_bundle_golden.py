@@ -11,10 +11,10 @@ import shutil
 import numpy as np
 import pytest
 
-from pocketnet_tf import gallery as gallery_lib
+from pocketnet_tf.face import gallery as gallery_lib
 from pocketnet_tf.data import preprocess
 from pocketnet_tf.export.bundle import verify_bundle
-from pocketnet_tf.face_pipeline import BundleEmbedder, read_bundle_metadata
+from pocketnet_tf.face.pipeline import BundleEmbedder, read_bundle_metadata
 from tests.android import bundles, jvm
 
 VARIANTS = [pytest.param(v, id=f"{v[0]}{'_raw' if v[1] else ''}") for v in bundles.VARIANTS]

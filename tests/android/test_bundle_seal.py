@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from pocketnet_tf.export import bundle, seal
-from pocketnet_tf.face_pipeline import read_bundle_metadata
+from pocketnet_tf.face.pipeline import read_bundle_metadata
 from tests.android import jvm
 from tests.export.test_seal import _append_to_png, _flip_embedding_bit, reseal
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pocketnet_tf import gallery as gallery_lib
-from pocketnet_tf.data import align, detect, preprocess
+from pocketnet_tf.face import gallery as gallery_lib
+from pocketnet_tf.data import align, preprocess
+from pocketnet_tf.face import detect
 from tests.android import jvm
 
 SHA = "ab" * 32

@@ -1,4 +1,4 @@
-"""pocketnet_tf.data.detect: anchors, decoding, weighted NMS, letterbox maths, the real model."""
+"""pocketnet_tf.face.detect: anchors, decoding, weighted NMS, letterbox maths, the real model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from pocketnet_tf.data import align, detect, preprocess
+from pocketnet_tf.data import align, preprocess
+from pocketnet_tf.face import detect
 from tests.android.test_cross_language import _hopper
 
 

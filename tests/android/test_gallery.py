@@ -1,4 +1,4 @@
-"""pocketnet_tf.gallery: the gallery shared with the Android app (format, search, failures)."""
+"""pocketnet_tf.face.gallery: the gallery shared with the Android app (format, search, failures)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pocketnet_tf.gallery import Gallery, dot, l2_normalize
+from pocketnet_tf.face.gallery import Gallery, dot, l2_normalize
 
 SHA = "0123456789abcdef" * 4
 

@@ -79,14 +79,14 @@ def test_float_backends_agree(tiny, pixels):
         np.testing.assert_allclose(out, reference, rtol=1e-4, atol=atol, err_msg=key)
     assert load_embedder(tiny["static"]).embedding_size == 8
     # The two TFLite files really take the two paths (image-by-image vs resized batch).
-    assert load_embedder(tiny["static"])._dynamic is False
-    assert load_embedder(tiny["dynamic"])._dynamic is True
+    assert load_embedder(tiny["static"]).runner.dynamic is False
+    assert load_embedder(tiny["dynamic"]).runner.dynamic is True
 
 
 @pytest.mark.parametrize("key", ["int8", "uint8"])
 def test_quantised_tflite(tiny, pixels, key):
     embedder = load_embedder(tiny[key], batch_size=4)
-    assert embedder._in_dtype == np.dtype(key) and embedder._out_dtype == np.dtype(key)
+    assert embedder.runner.input_dtype == np.dtype(key) and np.dtype(embedder.runner.output["dtype"]) == np.dtype(key)
     out = embedder.embed(pixels)
     reference = _reference(tiny["model"], pixels)
     # Full-integer quantisation of a 3-layer net: direction kept to within a few degrees.

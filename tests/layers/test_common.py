@@ -128,3 +128,19 @@ def test_pocketnet_files_written_with_plain_keras_layers_still_load(tmp_path, mo
     assert any(type(layer) is common.BatchNormalization for layer in loaded._flatten_layers())
     x = np.random.default_rng(7).normal(size=(2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded(x, training=False).numpy(), old(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make, trainable, non_trainable",
+    [(lambda: common.batch_norm("bn"), 2, 2), (lambda: common.batch_norm("bn", affine=False), 0, 2),
+     (lambda: common.prelu("prelu"), 1, 0), (lambda: common.conv1x1(3, "conv"), 1, 0),
+     (lambda: common.depthwise(3, "dw", padding="same"), 1, 0)],
+    ids=["batch_norm", "batch_norm_noaffine", "prelu", "conv1x1", "depthwise"],
+)
+def test_layer_harness(make, trainable, non_trainable, tmp_path):
+    from tests import helpers
+
+    x = helpers.random_images(2, 5, channels=4)
+    out = helpers.run_layer_test(make, x, tmp_path, expected_num_trainable_weights=trainable,
+                                 expected_num_non_trainable_weights=non_trainable)
+    assert out.shape[:3] == (2, 5, 5)

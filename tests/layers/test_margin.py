@@ -170,3 +170,14 @@ def test_bad_arguments_raise(ctor, message):
     with pytest.raises(ValueError) as info:
         ctor()
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("make", [lambda: ArcMarginHead(5, scale=8.0, margin=0.3), lambda: CosMarginHead(5, scale=8.0)],
+                         ids=["arcface", "cosface"])
+def test_layer_harness(make, tmp_path):
+    from tests import helpers
+
+    embeddings = np.random.default_rng(2).normal(size=(2, 6)).astype(np.float32)
+    labels = np.array([1, 4], np.int32)
+    helpers.run_layer_test(make, (embeddings, labels), tmp_path, expected_output_shape=(2, 5),
+                           expected_num_trainable_weights=1, expected_num_non_trainable_weights=0)

@@ -190,3 +190,26 @@ def test_layers_inside_a_saved_model_file(tmp_path):
     x = helpers.random_images(2, 8, channels=4)
     helpers.assert_keras_save_load_same_outputs(model, x, tmp_path)
     json.dumps(model.get_config())
+
+
+@pytest.mark.parametrize(
+    "make, shape, out_shape, trainable, non_trainable",
+    [
+        # PReLU slope, depthwise kernel, pointwise kernel, BN gamma/beta; BN moving mean/variance.
+        (lambda: DWConv(4, 3, strides=2), (2, 6, 6, 4), (2, 3, 3, 4), 5, 2),
+        (lambda: DWConv(4, 5, affine=False), (2, 6, 6, 4), (2, 6, 6, 4), 3, 2),
+        # StdConv is DWConv with k=1: PReLU slope, depthwise 1x1, pointwise 1x1, BN gamma/beta.
+        (lambda: StdConv(6), (2, 4, 4, 4), (2, 4, 4, 6), 5, 2),
+        # Shared PReLU slope, two (strided depthwise 1x1, pointwise 1x1) paths, BN gamma/beta.
+        (lambda: FactorizedReduce(4), (2, 6, 6, 4), (2, 3, 3, 4), 7, 2),
+        (lambda: PoolBN("max", 2), (2, 6, 6, 4), (2, 3, 3, 4), 2, 2),
+        (lambda: PoolBN("avg", 1, affine=False), (2, 5, 5, 4), (2, 5, 5, 4), 0, 2),
+        (lambda: Zero(2), (2, 6, 6, 4), (2, 3, 3, 4), 0, 0),
+    ],
+    ids=["dwconv_s2", "dwconv_k5_noaffine", "stdconv", "factorized_reduce", "maxpool_bn_s2", "avgpool_bn",
+         "zero_s2"],
+)
+def test_layer_harness(make, shape, out_shape, trainable, non_trainable, tmp_path):
+    helpers.run_layer_test(make, helpers.random_images(shape[0], shape[1], channels=shape[3]), tmp_path,
+                           expected_output_shape=out_shape, expected_num_trainable_weights=trainable,
+                           expected_num_non_trainable_weights=non_trainable)

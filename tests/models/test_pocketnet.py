@@ -1,6 +1,7 @@
 """PocketNet derived networks: paper-exact size, structure, serialisation."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -98,10 +99,24 @@ def test_tiny_custom_genotype_save_load_and_config(tmp_path):
     assert G.resolve(cfg["genotype"]) == geno
 
 
+def _edge_layer_names(genotype, num_cells):
+    reductions = models.reduction_indices(num_cells)
+    return {f"cell{i}_node{n}_edge{e}_{primitive}"
+            for i in range(num_cells)
+            for n, edges in enumerate(genotype.cell(i in reductions)[0])
+            for e, (primitive, _) in enumerate(edges)}
+
+
 def test_genotype_from_file_and_outputs_are_deterministic_in_inference(tmp_path):
+    # A non-default genotype: an ignored ``genotype=`` (the default softmax_casia built) must fail.
+    geno = G.SOFTMAX_CIFAR10
+    assert _edge_layer_names(geno, 3) != _edge_layer_names(G.SOFTMAX_CASIA, 3)
     path = tmp_path / "genotype.json"
-    G.save(G.SOFTMAX_CASIA, path)
+    G.save(geno, path)
     a = models.build("PocketNetS-128", genotype=str(path), channels=2, num_cells=3, embedding_size=4, input_size=32)
+    assert a.genotype == geno and a.get_config()["genotype"] == geno.to_dict()
+    built = {layer.name for layer in a.layers if re.fullmatch(r"cell\d+_node\d+_edge\d+_\w+", layer.name)}
+    assert built == _edge_layer_names(geno, 3)
     x = helpers.random_images(2, 32, seed=3)
     y1 = np.asarray(a(x, training=False))
     y2 = np.asarray(a(x, training=False))

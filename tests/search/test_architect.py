@@ -130,3 +130,28 @@ def test_second_order_matches_finite_differences_of_the_unrolled_loss(float64):
     assert np.linalg.norm(first_order - numeric) / np.linalg.norm(numeric) > 0.3
     # ... and the DARTS finite-difference Hessian-vector product reproduces it.
     assert error < 1e-3, error
+
+
+def test_architect_leaves_every_variable_untouched():
+    """The full statelessness claim: after an alpha gradient (first and second order), every
+    variable of the network -- weights, alphas and the BN moving statistics -- holds its value
+    bit for bit."""
+    net = tiny_network(seed=4)
+    _random_alphas(net, 1)
+    trn, val = batch(6, seed=1), batch(6, seed=2)
+    moving = [i for i, v in enumerate(net.variables) if "moving_" in v.path]
+    assert len(moving) > 20 and len(net.variables) > len(net.network_weights) + len(net.alphas)
+    before = values(net.variables)
+    buffers = [tf.constant(np.full(w.shape, 0.5, np.float32)) for w in net.network_weights]
+    for second_order in (False, True):
+        architect = Architect(net, _loss_fn(), second_order=second_order, weight_momentum=0.9, weight_decay=3e-4)
+        grads, _ = architect.alpha_gradients(trn, val, xi=0.1, momentum_buffers=buffers if second_order else None)
+        assert all(np.abs(np.asarray(g)).max() > 0 for g in grads)
+        after = values(net.variables)
+        assert len(after) == len(before)
+        for variable, a, b in zip(net.variables, before, after):
+            np.testing.assert_array_equal(a, b, err_msg=f"second_order={second_order}: {variable.path}")
+    # The check can fail: a training-mode forward does move the BN statistics.
+    net(val[0], training=True)
+    after = values(net.variables)
+    assert any(not np.array_equal(before[i], after[i]) for i in moving)

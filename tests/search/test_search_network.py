@@ -8,7 +8,7 @@ import pytest
 
 from pocketnet_tf import genotypes as G
 from pocketnet_tf.genotypes import PRIMITIVES
-from pocketnet_tf.search.grouped_gdc import GroupedGlobalConv
+from pocketnet_tf.layers.gdc import GroupedGlobalConv
 from pocketnet_tf.search.search_cell import SearchCell
 from pocketnet_tf.search.search_network import SearchNetwork
 from tests import helpers

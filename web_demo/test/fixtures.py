@@ -31,7 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pocketnet_tf.data import align, detect, preprocess, synthetic  # noqa: E402  (after the path)
+from pocketnet_tf.data import align, preprocess, synthetic  # noqa: E402  (after the path)
+from pocketnet_tf.face import detect  # noqa: E402
 from pocketnet_tf.export.bundle import model_input  # noqa: E402
 from tests.android import bundles  # noqa: E402
 

@@ -9,7 +9,7 @@ import java.util.List;
  * ({@code face_detection_short_range.tflite}: input {@code 1x128x128x3} float RGB in [−1, 1];
  * outputs {@code regressors 1x896x16} and {@code classificators 1x896x1}).
  *
- * <p>The same steps, in the same order and precision, are in {@code pocketnet_tf.data.detect};
+ * <p>The same steps, in the same order and precision, are in {@code pocketnet_tf.face.detect};
  * the cross-language test feeds both the same raw outputs and compares the detections.
  *
  * <ol>

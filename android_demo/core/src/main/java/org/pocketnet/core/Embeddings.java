@@ -4,7 +4,7 @@ package org.pocketnet.core;
  * Embedding arithmetic shared by the app, the gallery and the golden check.
  *
  * <p>Sums are accumulated in double precision in index order; the Python twin
- * ({@code pocketnet_tf.gallery}) does the same with {@code np.float64}, so both sides agree to
+ * ({@code pocketnet_tf.face.gallery}) does the same with {@code np.float64}, so both sides agree to
  * the last float bit on the same inputs.
  */
 public final class Embeddings {

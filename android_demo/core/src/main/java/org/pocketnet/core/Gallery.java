@@ -13,7 +13,7 @@ import java.util.Map;
  * A small gallery of named identities, each with one or more enrolled L2-normalised embeddings,
  * tied to one model by its SHA-256 (embeddings of different models are not comparable).
  *
- * <p>File format (UTF-8 JSON, shared with {@code pocketnet_tf.gallery}):
+ * <p>File format (UTF-8 JSON, shared with {@code pocketnet_tf.face.gallery}):
  *
  * <pre>
  * {

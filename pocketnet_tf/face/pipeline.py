@@ -2,15 +2,15 @@
 
 Every step is the one the app runs (``android_demo/core``), with the same arithmetic:
 
-* detection and alignment: :mod:`pocketnet_tf.data.detect` (BlazeFace keypoints, 4-point fit to
+* detection and alignment: :mod:`pocketnet_tf.face.detect` (BlazeFace keypoints, 4-point fit to
   the bundle's 5-point template) and :mod:`pocketnet_tf.data.align` (the exactly specified warp);
 * bundle: ``metadata.json`` of ``python -m pocketnet_tf.convert`` (``tflite/README.md``), checked
   as the Java ``BundleMetadata`` checks it; model input (:class:`BundleEmbedder`) by the
   converter's own ``pocketnet_tf.export.bundle.model_input`` (float32 ``(pixel - mean) / std``),
   which the Java ``Preprocessor`` reproduces;
-* gallery: :mod:`pocketnet_tf.gallery` (same file format and scores as the app).
+* gallery: :mod:`pocketnet_tf.face.gallery` (same file format and scores as the app).
 
-The command line is ``python -m pocketnet_tf.align`` (see that module).
+The command line is ``python -m pocketnet_tf.align`` (see :mod:`pocketnet_tf.face.commands`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketnet_tf.data import detect
-from pocketnet_tf.gallery import Gallery, Match
+from pocketnet_tf.face import detect
+from pocketnet_tf.face.gallery import Gallery, Match
 
 __all__ = [
     "BundleEmbedder",
@@ -159,29 +159,21 @@ def read_bundle_metadata(bundle_dir, *, check_sha256: bool = True) -> BundleMeta
 
 
 class BundleEmbedder:
-    """Runs a bundle's ``.tflite`` with ``ai_edge_litert`` on aligned uint8 crops, preprocessing
+    """Runs a bundle's ``.tflite`` with the one LiteRT runner on aligned uint8 crops, preprocessing
     exactly as the app's Java ``Preprocessor``."""
 
     def __init__(self, bundle_dir, *, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        from pocketnet_tf.export.runtime import TFLiteRunner
 
         self.bundle_dir = Path(bundle_dir)
         self.meta = read_bundle_metadata(self.bundle_dir)
         model_path = self.bundle_dir / self.meta.model_file
-        try:
-            self._interp = Interpreter(model_path=str(model_path), num_threads=num_threads)
-            self._interp.allocate_tensors()
-        except Exception as err:  # the runtime raises bare RuntimeError/ValueError
-            raise ValueError(f"{model_path}: cannot load the model ({err})") from None
-        (self._in,) = self._interp.get_input_details()
-        outs = self._interp.get_output_details()
-        if len(outs) != 1:
-            raise ValueError(f"{model_path}: expected one output, got {len(outs)}")
-        self._out = outs[0]
+        self._runner = TFLiteRunner(model_path, num_threads=num_threads, what="model")
         h, w = self.meta.input_size
-        if list(self._in["shape"]) != [1, h, w, 3] or np.dtype(self._in["dtype"]) != np.float32:
-            raise ValueError(f"{model_path}: input {list(self._in['shape'])} {np.dtype(self._in['dtype'])} "
-                             f"disagrees with {self.meta.path} ([1, {h}, {w}, 3] float32)")
+        shape, dtype = list(self._runner.input["shape"]), self._runner.input_dtype
+        if shape != [1, h, w, 3] or dtype != np.float32:
+            raise ValueError(f"{model_path}: input {shape} {dtype} disagrees with {self.meta.path} "
+                             f"([1, {h}, {w}, 3] float32)")
 
     def input_tensor(self, crop: np.ndarray) -> np.ndarray:
         """(1, H, W, 3) float32 model input for an aligned uint8 crop: the converter's own
@@ -195,9 +187,7 @@ class BundleEmbedder:
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         """The model's float32 output for a prepared input."""
-        self._interp.set_tensor(self._in["index"], tensor)
-        self._interp.invoke()
-        out = self._interp.get_tensor(self._out["index"])[0].reshape(-1)
+        out = self._runner.run(tensor)[0].reshape(-1)
         if out.size != self.meta.embedding_size:
             raise ValueError(f"model returned {out.size} values, {self.meta.path} declares {self.meta.embedding_size}")
         return out.astype(np.float32)

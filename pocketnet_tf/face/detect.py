@@ -284,32 +284,23 @@ class BlazeFaceDetector:
 
     def __init__(self, model_path=None, *, num_threads: int = 1, min_score: float = DEFAULT_MIN_SCORE,
                  iou_threshold: float = DEFAULT_IOU_THRESHOLD):
-        from ai_edge_litert.interpreter import Interpreter
+        from pocketnet_tf.export.runtime import TFLiteRunner
 
         self.model_path = Path(model_path) if model_path is not None else detector_model_path()
-        try:
-            self._interp = Interpreter(model_path=str(self.model_path), num_threads=num_threads)
-            self._interp.allocate_tensors()
-        except Exception as err:  # the runtime raises bare RuntimeError/ValueError
-            raise ValueError(f"{self.model_path}: cannot load the BlazeFace model ({err})") from None
-        (inp,) = self._interp.get_input_details()
-        outs = {d["name"]: d for d in self._interp.get_output_details()}
-        if list(inp["shape"]) != [1, INPUT_SIZE, INPUT_SIZE, 3] or set(outs) != {"regressors", "classificators"}:
+        self._runner = TFLiteRunner(self.model_path, num_threads=num_threads, what="BlazeFace model", num_outputs=None)
+        shape = list(self._runner.input["shape"])
+        if shape != [1, INPUT_SIZE, INPUT_SIZE, 3] or sorted(self._runner.output_names) != ["classificators", "regressors"]:
             raise ValueError(
-                f"{self.model_path}: not the BlazeFace short-range model (input {list(inp['shape'])}, "
-                f"outputs {sorted(outs)})"
+                f"{self.model_path}: not the BlazeFace short-range model (input {shape}, "
+                f"outputs {sorted(self._runner.output_names)})"
             )
-        self._input = inp["index"]
-        self._reg = outs["regressors"]["index"]
-        self._cls = outs["classificators"]["index"]
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
 
     def raw(self, model_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Runs the network on a prepared input: (regressors (896, 16), classificators (896,))."""
-        self._interp.set_tensor(self._input, np.asarray(model_input, dtype=np.float32))
-        self._interp.invoke()
-        return (self._interp.get_tensor(self._reg)[0].copy(), self._interp.get_tensor(self._cls)[0, :, 0].copy())
+        outputs = dict(zip(self._runner.output_names, self._runner.invoke(np.asarray(model_input, dtype=np.float32))))
+        return outputs["regressors"][0], outputs["classificators"][0, :, 0].copy()
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in ``image`` (RGB uint8), best first, in image pixels."""

@@ -1,0 +1,54 @@
+"""What every ``python -m pocketnet_tf.<command>`` shares: flag names written with dashes.
+
+Flags are defined with underscores (``--images_per_identity``); users also write
+``--images-per-identity=3`` and ``--no-decode``. :func:`normalize_dashes` rewrites those to the
+defined names before absl parses the command line, and :func:`parse_flags` is the
+``flags_parser`` every command passes to ``absl.app.run``.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+__all__ = ["normalize_dashes", "parse_flags"]
+
+
+def _defined_name(name: str, defined) -> str | None:
+    """The absl spelling of ``name`` (dashes already turned into underscores), or None."""
+    if name in defined:
+        return name
+    if name.startswith("no"):
+        bare = name[2:].lstrip("_")
+        if bare in defined:
+            return "no" + bare
+    return None
+
+
+def normalize_dashes(argv, defined) -> list:
+    """``--batch-size=3`` -> ``--batch_size=3``, ``--no-decode`` -> ``--nodecode``.
+
+    Only arguments that name a flag in ``defined`` (flag names, or a ``FlagValues``) change;
+    anything else (positional arguments, ``--`` and what follows it, unknown flags) is kept, so
+    absl still reports an unknown flag under the name the user wrote.
+    """
+    out = []
+    argv = list(argv)
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[index:]
+        if arg.startswith("--") and not arg.startswith("---"):
+            name, eq, value = arg[2:].partition("=")
+            fixed = _defined_name(name.replace("-", "_"), defined) if "-" in name else None
+            if fixed is not None:
+                arg = f"--{fixed}{eq}{value}"
+        out.append(arg)
+    return out
+
+
+def parse_flags(argv, flag_values=None) -> list:
+    """absl's own parsing (usage message and exit status 1 on a bad flag) after
+    :func:`normalize_dashes`; pass as ``app.run(main, flags_parser=parse_flags)``."""
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    if flag_values is flags.FLAGS:
+        return app.parse_flags_with_usage(normalize_dashes(argv, flag_values))
+    return flag_values(normalize_dashes(argv, flag_values))
