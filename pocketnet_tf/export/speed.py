@@ -62,10 +62,7 @@ def round_robin_latency(models, *, num_threads: int = 1, runs: int = 20, warmup:
     runners = [TFLiteRunner(m, num_threads=num_threads) for m in models]
     rng = np.random.default_rng(seed)
     for r in runners:
-        x = rng.uniform(-1, 1, (r._batch or 1, *r.input_shape)).astype(np.float32)
-        if r.dynamic:
-            r._invoke(x)
-        r.interpreter.set_tensor(r.input["index"], r._quantize(x))
+        r.set_input(rng.uniform(-1, 1, (r.batch or 1, *r.input_shape)).astype(np.float32))
         for _ in range(warmup):
             r.interpreter.invoke()
     times = [[] for _ in runners]
