@@ -52,8 +52,11 @@ def test_quick_search_sigkill_resume_and_genotype_chain(tmp_path):
     # Cosine annealing over T_max = 2 epochs: 0.1, then halfway to 0.004 (eta_min is reached after the last epoch).
     assert [e["weight_lr"] for e in history] == pytest.approx([0.1, 0.052])
     assert all(np.isfinite(e["loss"]) and 0 <= e["val_accuracy"] <= 1 for e in history)
+    # alpha keeps moving after the resume (a resumed run that skipped the architect step would
+    # leave it exactly unchanged); the size of the move depends on the data order (9.0e-4 with
+    # the native pipeline's per-batch flip stream, 1e-3+ before), so the bound is 1e-4.
     moved = np.abs(np.array(history[1]["alpha_normal"][0]) - np.array(history[0]["alpha_normal"][0])).max()
-    assert moved > 1e-3
+    assert moved > 1e-4
 
     from pocketnet_tf import genotypes, models
 
