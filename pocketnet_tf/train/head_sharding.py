@@ -2,7 +2,8 @@
 
 - :func:`build_training_head` picks the replicated margin head or the sharded
   :class:`~pocketnet_tf.layers.partial_fc.PartialFCHead` for the strategy in scope;
-- :func:`saved_head_is_sharded` tells whether a checkpoint holds a Partial FC head, so that
+- :func:`saved_head_is_sharded` tells whether a checkpoint holds a Partial FC head (and
+  :func:`resumed_head_is_sharded` for the one ``--resume`` restores), so that
   ``--head_sharding=auto`` keeps it when a run resumes on a single replica (re-sharded on load);
 - :class:`GatherHeadShards` makes every worker of a ``MultiWorkerMirroredStrategy`` run copy
   the shards to the chief right before the chief's checkpoint is written (a worker only holds its
@@ -45,6 +46,18 @@ def saved_head_is_sharded(weights_path) -> bool:
             return head is not None and sorted(head.keys()) == ["0", "1"]
     except OSError as err:
         raise ValueError(f"{path}: unreadable checkpoint ({err})") from err
+
+
+def resumed_head_is_sharded(directory) -> bool:
+    """Whether the checkpoint a ``--resume`` will restore from ``directory`` holds a Partial FC head:
+    the newest readable ``ckpt-*.weights.h5`` (an unreadable newest one is skipped, as the restore
+    itself falls back past it); False without checkpoints."""
+    for path in sorted(Path(directory).glob("ckpt-*.weights.h5"), reverse=True):
+        try:
+            return saved_head_is_sharded(path)
+        except ValueError:
+            continue
+    return False
 
 
 class GatherHeadShards(keras.callbacks.Callback):

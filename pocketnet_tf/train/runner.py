@@ -185,7 +185,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
     """Trains one stage (see the module doc); returns its results (also in ``results.json``)."""
     from pocketnet_tf.data import pipeline
     from pocketnet_tf.train import callbacks as cb
-    from pocketnet_tf.train.head_sharding import GatherHeadShards, describe_head, saved_head_is_sharded
+    from pocketnet_tf.train.head_sharding import GatherHeadShards, describe_head, resumed_head_is_sharded
     from pocketnet_tf.train.loop import fit_epochs
     from pocketnet_tf.train.teacher_schedule import TeacherScheduleCallback
 
@@ -230,8 +230,7 @@ def train_stage(config: TrainConfig, strategy) -> dict:
 
         schedule = _teacher_schedule(config)
         keras.utils.set_random_seed(config.seed)
-        previous = cb.read_checkpoint_state(run_dir / "checkpoints") if config.resume else None
-        sharded = previous is not None and saved_head_is_sharded(previous["weights_path"])
+        sharded = bool(config.resume) and resumed_head_is_sharded(run_dir / "checkpoints")
         with strategy.scope():
             model = build_model(config, info.num_classes, steps_per_epoch, resuming_sharded=sharded)
         logging.info("margin head: %s", describe_head(model.head))
