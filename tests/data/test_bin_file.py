@@ -171,20 +171,28 @@ _SHAPE_BOMB = (b"\x80\x02]q\x00cnumpy.core.multiarray\n_reconstruct\ncnumpy\nnda
                b"J\x00\xe1\xf5\x05\x85U\x01b\x87R\x86.")
 
 
-def test_declared_shape_larger_than_the_file_is_refused_before_allocating(tmp_path):
+def _refused_within_a_mebibyte(path, error, match):
+    """Reads ``path`` expecting ``error`` (message matching ``match``); returns the exception after
+    asserting that refusing it traced less than 1 MiB of Python allocations."""
     import tracemalloc
 
-    path = tmp_path / "bomb.bin"
-    path.write_bytes(_SHAPE_BOMB)
     tracemalloc.start()
     try:
-        with pytest.raises(UnsafePickleError, match=r"shape \(100000000,\) holds more values than the file has bytes \(69\)") as info:
+        with pytest.raises(error, match=match) as info:
             read_bin(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert str(path) in str(info.value)
-    assert peak < 1 << 20, f"{peak} bytes traced while refusing a 69-byte file"
+    assert peak < 1 << 20, f"{peak} bytes traced while refusing {path.stat().st_size}-byte {path.name}"
+    return info.value
+
+
+def test_declared_shape_larger_than_the_file_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "bomb.bin"
+    path.write_bytes(_SHAPE_BOMB)
+    err = _refused_within_a_mebibyte(
+        path, UnsafePickleError, r"shape \(100000000,\) holds more values than the file has bytes \(69\)")
+    assert str(path) in str(err)
 
 
 def test_label_count_is_checked_before_the_labels_are_converted(tmp_path):
@@ -206,36 +214,18 @@ def test_special_files_are_refused(tmp_path):
 def test_huge_memo_index_is_refused_before_the_unpickler_sizes_its_memo(tmp_path):
     # Found by tests/test_fuzz.py --fuzz: LONG_BINPUT 10**7 in a 13-byte pickle made the unpickler
     # allocate a 10**7-slot memo (~150 MB); 2**31 would ask for tens of GB.
-    import tracemalloc
-
     path = tmp_path / "memo.bin"
     path.write_bytes(b"\x80\x02N" + b"r" + struct.pack("<I", 10_000_000) + b".")
-    tracemalloc.start()
-    try:
-        with pytest.raises(UnsafePickleError, match=r"memo.bin: pickle memo index 10000000 exceeds the file's 9 bytes"):
-            read_bin(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
+    _refused_within_a_mebibyte(path, UnsafePickleError, r"memo.bin: pickle memo index 10000000 exceeds the file's 9 bytes")
 
 
 def test_declared_lengths_beyond_the_file_are_refused_before_allocation(tmp_path):
     # Found by the --fuzz run: BINBYTES declaring 2**25 bytes in a 7-byte file made the unpickler
     # allocate the 32 MB buffer before finding the data missing (2**31 would ask for 2 GB).
-    import tracemalloc
-
     path = tmp_path / "long.bin"
     path.write_bytes(b"\x80\x02B" + struct.pack("<I", 1 << 31))
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError, match=r"long.bin: not a readable verification .bin pickle") as info:
-            read_bin(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert not isinstance(info.value, UnsafePickleError)
-    assert peak < 1 << 20, peak
+    err = _refused_within_a_mebibyte(path, ValueError, r"long.bin: not a readable verification .bin pickle")
+    assert not isinstance(err, UnsafePickleError)
 
 
 def test_array_state_is_checked_and_dtype_state_never_reaches_numpy(tmp_path):
