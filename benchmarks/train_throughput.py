@@ -6,7 +6,7 @@ Usage:
   python benchmarks/train_throughput.py --only keras --batch 64 [--jit] [--kd --teacher NAME] [--steps 10]
   python benchmarks/train_throughput.py --only torch --batch 32 [--steps 10]
 
-Keras: ``pocketnet_tf.benchmark.benchmark_train`` (MarginModel + ArcFace + TorchSGD + backbone
+Keras: ``pocketnet_tf.train.throughput.benchmark_train`` (MarginModel + ArcFace + TorchSGD + backbone
 clipping, the step ``python -m pocketnet_tf.train`` runs). PyTorch (benchmark only): the
 original's step — PocketNet (``tests/torch_reference.AugmentCNN``), F.normalize, ArcFace with
 the threshold branch, cross-entropy, ``clip_grad_norm_(backbone, 5)``, SGD(momentum 0.9,
@@ -76,7 +76,7 @@ def torch_step_benchmark(batch: int, steps: int, warmup: int = 3, num_classes: i
 
 def keras_step_benchmark(batch: int, steps: int, jit: bool, warmup: int = 3, teacher: str | None = None) -> dict:
     sys.path.insert(0, REPO)
-    from pocketnet_tf.benchmark import benchmark_train
+    from pocketnet_tf.train.throughput import benchmark_train
 
     result = benchmark_train("PocketNetS-128", batch, steps, warmup=warmup, jit=jit, kd=teacher is not None,
                              teacher=teacher)

@@ -3,14 +3,15 @@
 Flags are defined with underscores (``--images_per_identity``); users also write
 ``--images-per-identity=3`` and ``--no-decode``. :func:`normalize_dashes` rewrites those to the
 defined names before absl parses the command line, and :func:`parse_flags` is the
-``flags_parser`` every command passes to ``absl.app.run``.
+``flags_parser`` every command passes to ``absl.app.run``. :func:`require_finite_floats` is the
+one check the stages' ``define_flags`` add beyond absl's bounds.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 
-__all__ = ["normalize_dashes", "parse_flags"]
+__all__ = ["normalize_dashes", "parse_flags", "require_finite_floats"]
 
 
 def _defined_name(name: str, defined) -> str | None:
@@ -52,3 +53,15 @@ def parse_flags(argv, flag_values=None) -> list:
     if flag_values is flags.FLAGS:
         return app.parse_flags_with_usage(normalize_dashes(argv, flag_values))
     return flag_values(normalize_dashes(argv, flag_values))
+
+
+def require_finite_floats(flag_values, names) -> None:
+    """Adds a validator to every float flag among ``names``: absl's bounds let NaN through
+    (every comparison with NaN is false) and accept +-inf, so ``--base_lr=nan`` would parse."""
+    import math
+
+    for name in names:
+        if name in flag_values and flag_values[name].flag_type() == "float":
+            flags.register_validator(name, lambda v: v is None or math.isfinite(v),
+                                     message=f"--{name} must be a finite number (not nan or inf)",
+                                     flag_values=flag_values)

@@ -1,5 +1,7 @@
 """What the commands' frozen config dataclasses share: flags in, range checks, flagfile out.
 
+:func:`flag_fields` is how every stage's ``Config.from_flags(flag_values)`` reads its flags.
+
 :class:`RunConfig` is a mixin for ``@dataclasses.dataclass(frozen=True)`` classes whose field
 names equal their command's flag names (``TrainConfig``, ``SearchConfig``). A subclass sets
 ``_name`` (the word error messages start with), lists the string fields where ``""`` means
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -20,6 +23,16 @@ def as_list(value) -> tuple:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     return tuple(value)
+
+
+def flag_fields(config_class, flag_values) -> dict:
+    """``{field: value}`` for each field of the dataclass ``config_class`` that ``flag_values``
+    (a parsed absl ``FlagValues`` or a ``{flag name: value}`` mapping) holds. Every stage's
+    ``Config.from_flags`` reads its flags through this."""
+    names = [f.name for f in dataclasses.fields(config_class)]
+    if isinstance(flag_values, Mapping):
+        return {name: flag_values[name] for name in names if name in flag_values}
+    return {name: flag_values[name].value for name in names if name in flag_values}
 
 
 class RunConfig:
@@ -38,10 +51,11 @@ class RunConfig:
         return kwargs
 
     @classmethod
-    def from_flags(cls, values: dict):
-        """Builds and checks a config from ``{flag name: value}`` (unknown keys are ignored)."""
-        names = set(cls.field_names())
-        kwargs = {k: v for k, v in values.items() if k in names}
+    def from_flags(cls, flag_values):
+        """Builds and checks a config from parsed flags: an absl ``FlagValues`` (the command's), or
+        a ``{flag name: value}`` mapping when a caller overrides some values (the KD ablation's
+        arms). Names that are not fields are ignored; fields with no flag keep their defaults."""
+        kwargs = flag_fields(cls, flag_values)
         for key in cls._empty_means_none:
             if kwargs.get(key) == "":
                 kwargs[key] = None

@@ -43,7 +43,7 @@ from pocketnet_tf.layers.margin import COS_CLIP, build_head, l2_normalize
 
 #: ``--head_sharding`` values: ``auto`` = Partial FC whenever more than one replica trains (or
 #: sampling is asked for, or a sharded run is resumed); ``none`` = the replicated margin head.
-SHARDING_MODES = ("auto", "none")  # = pocketnet_tf.config.HEAD_SHARDING (config stays TF-free)
+SHARDING_MODES = ("auto", "none")  # = pocketnet_tf.train.config.HEAD_SHARDING (config stays TF-free)
 
 
 def shard_size(num_classes: int, num_shards: int) -> int:

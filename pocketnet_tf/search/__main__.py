@@ -14,12 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from pocketnet_tf.search import flags as search_flags  # noqa: E402
-
-search_flags.define_search_flags()
-flags.adopt_module_key_flags(search_flags)
-flags.mark_flag_as_required("workdir")
-
+FLAGS = flags.FLAGS
 
 SUMMARY_KEYS = ("genotype_text", "genotype_json", "selected_epoch", "val_accuracy", "pictures", "seconds")
 
@@ -30,11 +25,15 @@ def main(argv):
     from pocketnet_tf.search import runner
     from pocketnet_tf.search.config import SearchConfig
 
-    return run_command(argv, lambda: SearchConfig.from_flags(search_flags.search_flag_values()), runner.run,
-                       (GenotypeError,), lambda results: {k: results[k] for k in SUMMARY_KEYS})
+    return run_command(argv, lambda: SearchConfig.from_flags(FLAGS), runner.run, (GenotypeError,),
+                       lambda results: {k: results[k] for k in SUMMARY_KEYS})
 
 
 if __name__ == "__main__":
     from pocketnet_tf.cli import parse_flags
+    from pocketnet_tf.search import flags as search_flags
 
+    search_flags.define_flags(FLAGS)
+    flags.adopt_module_key_flags(search_flags)
+    flags.mark_flag_as_required("workdir")
     app.run(main, flags_parser=parse_flags)

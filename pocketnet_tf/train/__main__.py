@@ -14,11 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from pocketnet_tf import flags as pn_flags  # noqa: E402
-
-pn_flags.define_train_flags()
-flags.adopt_module_key_flags(pn_flags)
-flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
 
 
 def _summary(results: dict) -> dict:
@@ -30,16 +26,19 @@ def _summary(results: dict) -> dict:
 
 
 def main(argv):
-    from pocketnet_tf.config import TrainConfig
     from pocketnet_tf.run_config import run_command
     from pocketnet_tf.train import runner
+    from pocketnet_tf.train.config import TrainConfig
     from pocketnet_tf.train.teachers import TeacherError
 
-    return run_command(argv, lambda: TrainConfig.from_flags(pn_flags.train_flag_values()), runner.run,
-                       (TeacherError,), _summary)
+    return run_command(argv, lambda: TrainConfig.from_flags(FLAGS), runner.run, (TeacherError,), _summary)
 
 
 if __name__ == "__main__":
     from pocketnet_tf.cli import parse_flags
+    from pocketnet_tf.train import flags as train_flags
 
+    train_flags.define_flags(FLAGS)
+    flags.adopt_module_key_flags(train_flags)
+    flags.mark_flag_as_required("workdir")
     app.run(main, flags_parser=parse_flags)

@@ -141,13 +141,13 @@ def load_train_config(flagfile: str, workdir: str):
     """The training flagfile parsed exactly as ``python -m pocketnet_tf.train`` would."""
     from absl import flags as absl_flags
 
-    from pocketnet_tf import flags as pn_flags
-    from pocketnet_tf.config import TrainConfig
+    from pocketnet_tf.train import flags as train_flags
+    from pocketnet_tf.train.config import TrainConfig
 
     values = absl_flags.FlagValues()
-    pn_flags.define_train_flags(values)
+    train_flags.define_flags(values)
     values(["ablation", f"--flagfile={flagfile}", f"--workdir={workdir}"])
-    return TrainConfig.from_flags(pn_flags.train_flag_values(values))
+    return TrainConfig.from_flags(values)
 
 
 def teacher_config(config, out: Path):

@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 from absl import logging
 
-from pocketnet_tf.config import TrainConfig
+from pocketnet_tf.train.config import TrainConfig
 from pocketnet_tf.eval.callbacks import VerificationCallback
 from pocketnet_tf.io_utils import (
     atomic_path, attach_log_file, ensure_dir, remove_stale_temporaries, write_json_atomic,

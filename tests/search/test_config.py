@@ -6,16 +6,16 @@ import pytest
 from absl import flags
 
 from pocketnet_tf.search.config import SearchConfig
-from pocketnet_tf.search.flags import define_search_flags, search_flag_values
+from pocketnet_tf.search.flags import define_flags
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _parse(*args):
     values = flags.FlagValues()
-    define_search_flags(values)
+    define_flags(values)
     values(["search", *args])
-    return SearchConfig.from_flags(search_flag_values(values))
+    return SearchConfig.from_flags(values)
 
 
 def test_casia_flagfile_has_the_paper_settings(tmp_path):

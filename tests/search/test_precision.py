@@ -16,16 +16,16 @@ import tensorflow as tf
 from absl import flags
 
 from pocketnet_tf.search.config import SearchConfig
-from pocketnet_tf.search.flags import define_search_flags, search_flag_values
+from pocketnet_tf.search.flags import define_flags
 from pocketnet_tf.train.precision import precision_scope
 from tests.search.common import batch, compiled, tiny_network
 
 
 def _parse(*args):
     values = flags.FlagValues()
-    define_search_flags(values)
+    define_flags(values)
     values(["search", *args])
-    return SearchConfig.from_flags(search_flag_values(values))
+    return SearchConfig.from_flags(values)
 
 
 @pytest.mark.parametrize("args, message", [

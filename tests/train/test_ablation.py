@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pocketnet_tf.config import TrainConfig
+from pocketnet_tf.train.config import TrainConfig
 from pocketnet_tf.train import ablation
 from pocketnet_tf.train.runner import replica_batch_warning
 from tests.cli_support import run_module
@@ -79,11 +79,11 @@ def test_replica_batch_warning_names_the_batch_that_keeps_the_recipe():
 def test_ms1mv2_flagfiles_record_the_original_per_replica_batch():
     from absl import flags as absl_flags
 
-    from pocketnet_tf import flags as pn_flags
+    from pocketnet_tf.train import flags as train_flags
     from tests.cli_support import REPO
 
     values = absl_flags.FlagValues()
-    pn_flags.define_train_flags(values)
+    train_flags.define_flags(values)
     values(["t", f"--flagfile={REPO / 'configs/train/ms1mv2_common.flags'}"])
     assert values["recipe_replica_batch"].value * 4 == values["batch_size"].value == 512
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from absl import flags
 
-from pocketnet_tf import flags as pn_flags
-from pocketnet_tf.config import TrainConfig
+from pocketnet_tf.run_config import flag_fields
+from pocketnet_tf.train import flags as train_flags
+from pocketnet_tf.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,19 +18,19 @@ def parse(args, cwd=REPO):
     import os
 
     values = flags.FlagValues()
-    pn_flags.define_train_flags(values)
+    train_flags.define_flags(values)
     old = os.getcwd()
     os.chdir(cwd)
     try:
         values(["prog", *args])
     finally:
         os.chdir(old)
-    return pn_flags.train_flag_values(values)
+    return flag_fields(TrainConfig, values)
 
 
 def test_every_flag_is_a_config_field_and_documented():
     values = flags.FlagValues()
-    pn_flags.define_train_flags(values)
+    train_flags.define_flags(values)
     names = set(TrainConfig.field_names())
     defined = {name for name in values if name in names}
     assert defined == names

@@ -146,7 +146,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from pocketnet_tf.config import TrainConfig
+from pocketnet_tf.train.config import TrainConfig
 from pocketnet_tf.train import runner
 config = TrainConfig.from_flags(dict(
     workdir=sys.argv[1], synthesize_data=True, synth_identities=4, synth_images_per_identity=8,

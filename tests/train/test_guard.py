@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from pocketnet_tf.config import TrainConfig
+from pocketnet_tf.train.config import TrainConfig
 from pocketnet_tf.layers.margin import ArcMarginHead
 from pocketnet_tf.run_records import write_run_records
 from pocketnet_tf.train.callbacks import ResumableCheckpoint, read_checkpoint_state, restore_checkpoint
@@ -136,26 +136,27 @@ def test_teacher_with_nan_weights_or_output_is_refused(tmp_path):
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_float_flags_reject_non_finite(value):
-    from pocketnet_tf.flags import define_train_flags, train_flag_values
+    from pocketnet_tf.run_config import flag_fields
+    from pocketnet_tf.train.flags import define_flags
 
     flag_values = flags.FlagValues()
-    define_train_flags(flag_values)
+    define_flags(flag_values)
     with pytest.raises(flags.IllegalFlagValueError, match="--base_lr must be a finite number"):
         flag_values(["train", "--workdir=w", f"--base_lr={value}"])
     flag_values = flags.FlagValues()
-    define_train_flags(flag_values)
+    define_flags(flag_values)
     flag_values(["train", "--workdir=w", "--synthesize_data"])
     for bad in (float(value), -float(value)):
-        values = {**train_flag_values(flag_values), "kd_weight": bad}
+        values = {**flag_fields(TrainConfig, flag_values), "kd_weight": bad}
         with pytest.raises(ValueError, match=f"--kd_weight must be a finite number, received {bad}"):
             TrainConfig.from_flags(values)
 
 
 def test_search_float_flags_reject_nan():
-    from pocketnet_tf.search.flags import define_search_flags
+    from pocketnet_tf.search.flags import define_flags
 
     flag_values = flags.FlagValues()
-    define_search_flags(flag_values)
+    define_flags(flag_values)
     with pytest.raises(flags.IllegalFlagValueError, match="--alpha_lr must be a finite number"):
         flag_values(["search", "--workdir=w", "--alpha_lr=nan"])
 
@@ -179,17 +180,17 @@ def test_search_divergence_stops_before_any_result(tmp_path):
 
     from pocketnet_tf.search import runner as search_runner
     from pocketnet_tf.search.config import SearchConfig
-    from pocketnet_tf.search.flags import define_search_flags, search_flag_values
+    from pocketnet_tf.search.flags import define_flags
 
     values = flags.FlagValues()
-    define_search_flags(values)
+    define_flags(values)
     configs = Path(__file__).resolve().parents[2] / "configs"
     values(["search", f"--flagfile={configs / 'search_quick.flags'}", f"--workdir={tmp_path / 'run'}",
             "--synth_identities=6", "--synth_images_per_identity=12", "--input_size=16", "--random_crop_from=18",
             "--channels=2", "--num_nodes=2", "--embedding_size=8", "--head_width=8", "--gdc_groups=2",
             "--batch_size=4", "--epochs=1", "--verbose=0", "--weight_lr=1e30", "--weight_grad_clip=0"])
     with pytest.raises(DivergenceError, match="diverged at global step"):
-        search_runner.run(SearchConfig.from_flags(search_flag_values(values)))
+        search_runner.run(SearchConfig.from_flags(values))
     run = tmp_path / "run"
     results = json.loads((run / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert results["status"] == "diverged" and "diverged at global step" in results["error"]

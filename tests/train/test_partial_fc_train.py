@@ -161,7 +161,7 @@ def test_cli_killed_on_two_logical_cpus_resumes_on_one(tmp_path):
 
 
 def test_config_checks_head_sharding_flags(tmp_path):
-    from pocketnet_tf.config import TrainConfig
+    from pocketnet_tf.train.config import TrainConfig
 
     base = dict(workdir=str(tmp_path), synthesize_data=True)
     assert TrainConfig.from_flags(dict(base, head_sample_rate=0.3)).head_sharding == "auto"

@@ -1,4 +1,5 @@
-"""One frozen dataclass per command. Field names equal the flag names (``pocketnet_tf/flags.py``).
+"""``TrainConfig``: everything one training run needs. Field names equal the flag names of
+``python -m pocketnet_tf.train`` (:mod:`pocketnet_tf.train.flags`).
 
 ``from_flags`` builds a config from parsed absl flag values and runs every cross-field check
 before any work starts; ``to_flagfile`` writes the resolved values back in flagfile form so
@@ -13,17 +14,12 @@ from pathlib import Path
 from pocketnet_tf.run_config import RunConfig, as_list
 from pocketnet_tf.train.precision import PRECISIONS
 
-# =============================================================================================
-# Training (``python -m pocketnet_tf.train``)
-# =============================================================================================
-
 KD_MODES = ("none", "single", "multistep")
 KD_LOSSES = ("mse", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 HEADS = ("arcface", "cosface")
 SCHEDULE_POLICIES = ("per_epoch", "spread")
 HEAD_SHARDING = ("auto", "none")
-
 
 
 @dataclasses.dataclass(frozen=True)
