@@ -25,69 +25,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-_OUT = flags.DEFINE_string("out", None, "synth: output directory; convert: output shard-set directory (or a "
-                           ".tfrecord file).")
-_SRC = flags.DEFINE_string("src", None, "convert/info: dataset (train.rec directory, folder tree or .tfrecord).")
-_IDS = flags.DEFINE_integer("identities", 200, "synth: number of training identities.", lower_bound=2)
-_PER = flags.DEFINE_integer("images_per_identity", 20, "synth: images per training identity.", lower_bound=1)
-_SEED = flags.DEFINE_integer("seed", 0, "synth: random seed (same seed and flags -> byte-identical files); convert: "
-                             "seed of the shard set's image order.", lower_bound=0)
-_SIZE = flags.DEFINE_integer("size", 112, "synth: image side in pixels (112 = insightface crops).", lower_bound=16,
-                             upper_bound=1024)
-_VAL_IDS = flags.DEFINE_integer("val_identities", 50, "synth: held-out identities in synth_val.bin.", lower_bound=2)
-_VAL_PAIRS = flags.DEFINE_integer("val_pairs", 600, "synth: verification pairs in synth_val.bin (half same, half "
-                                  "different; 0 = no .bin).", lower_bound=0)
-_SHARDS = flags.DEFINE_integer("shards", None, "convert: number of shards (default: one per ~150 MB of source "
-                                "data).", lower_bound=1)
-_DECODE = flags.DEFINE_boolean("decode", False, "info: also read and decode every image, counting corrupt ones.")
-
 USAGE = ("usage: python -m pocketnet_tf.data synth --out=DIR [...] | convert --src=DIR --out=OUTDIR [--shards=N] | "
          "info --src=DIR")
-_COMMANDS = ("synth", "convert", "info")
 
 
-def _parse(argv):
-    from pocketnet_tf.cli import normalize_dashes
-
-    return FLAGS(normalize_dashes(argv, FLAGS))
-
-
-def _require(flag, command):
-    if flag.value is None:
-        raise app.UsageError(f"{command} needs --{flag.name}")
-    return flag.value
-
-
-def _synth():
+def _synth(config):
     from pocketnet_tf.data import synthetic
 
-    config = synthetic.SynthConfig(
-        out=_require(_OUT, "synth"),
-        identities=_IDS.value,
-        images_per_identity=_PER.value,
-        seed=_SEED.value,
-        size=_SIZE.value,
-        val_identities=_VAL_IDS.value,
-        val_pairs=_VAL_PAIRS.value,
-    )
-    return synthetic.generate(config)
+    return synthetic.generate(config.synth_config())
 
 
-def _convert():
+def _convert(config):
     from pocketnet_tf.data import convert, tfrecord
 
-    src, out = _require(_SRC, "convert"), _require(_OUT, "convert")
-    if out.endswith(tfrecord.TFRECORD_SUFFIXES):
-        return convert.convert_to_tfrecord(src, out)
-    summary = convert.convert_to_shards(src, out, num_shards=_SHARDS.value, seed=_SEED.value)
+    if config.out.endswith(tfrecord.TFRECORD_SUFFIXES):
+        return convert.convert_to_tfrecord(config.src, config.out)
+    summary = convert.convert_to_shards(config.src, config.out, num_shards=config.shards, seed=config.seed)
     summary["shards"] = len(summary["shards"])
     return summary
 
 
-def _info():
+def _info(config):
     from pocketnet_tf.data import pipeline, preprocess
 
-    source = pipeline.open_source(_require(_SRC, "info"))
+    source = pipeline.open_source(config.src)
     summary = {
         "location": source.location,
         "kind": source.kind,
@@ -95,7 +56,7 @@ def _info():
         "num_images": len(source),
         "image_size": list(source.image_size_hint) if source.image_size_hint else None,
     }
-    if _DECODE.value:
+    if config.decode:
         for i in range(len(source)):
             try:
                 preprocess.probe_image(source.read_image(i), source=source.describe(i))
@@ -111,11 +72,17 @@ def _info():
 
 
 def main(argv):
+    from pocketnet_tf.data.config import COMMANDS, DataConfig
+
     args = argv[1:]
-    if len(args) != 1 or args[0] not in _COMMANDS:
+    if len(args) != 1 or args[0] not in COMMANDS:
         raise app.UsageError(USAGE)
     try:
-        summary = {"synth": _synth, "convert": _convert, "info": _info}[args[0]]()
+        config = DataConfig.from_flags(args[0], FLAGS)
+    except ValueError as err:  # a subcommand's missing flag
+        raise app.UsageError(str(err)) from None
+    try:
+        summary = {"synth": _synth, "convert": _convert, "info": _info}[config.command](config)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -124,4 +91,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    from pocketnet_tf.cli import parse_flags
+    from pocketnet_tf.data import flags as data_flags
+
+    data_flags.define_flags(FLAGS)
+    flags.adopt_module_key_flags(data_flags)  # listed by --help
+    app.run(main, flags_parser=parse_flags)
