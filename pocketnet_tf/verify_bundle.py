@@ -18,22 +18,19 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
-    flags.DEFINE_integer("num_threads", 1, "LiteRT threads.", lower_bound=1)
-    flags.DEFINE_boolean("json", False, "Print the result as JSON.")
-
-
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m pocketnet_tf.verify_bundle DIR")
     from pocketnet_tf.export.bundle import BundleError, verify_bundle
+    from pocketnet_tf.export.config import VerifyConfig
 
+    config = VerifyConfig.from_flags(argv[1], FLAGS)
     try:
-        result = verify_bundle(argv[1], num_threads=FLAGS.num_threads)
+        result = verify_bundle(config.bundle, num_threads=config.num_threads)
     except (BundleError, ValueError, FileNotFoundError) as err:
         print(f"verify_bundle: FAILED: {err}", file=sys.stderr)
         return 2
-    if FLAGS.json:
+    if config.json:
         print(json.dumps(result, indent=2))
     else:
         for case in result["cases"]:
@@ -44,7 +41,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
     from pocketnet_tf.cli import parse_flags
+    from pocketnet_tf.export import flags as export_flags
 
+    export_flags.define_verify_flags(FLAGS)
+    flags.adopt_module_key_flags(export_flags)  # listed by --help
     app.run(main, flags_parser=parse_flags)

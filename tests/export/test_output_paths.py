@@ -26,9 +26,7 @@ def replace(src, dst, *a, **k):
 os.replace = replace
 sys.argv = ["pocketnet_tf.convert", *sys.argv[1:]]
 from pocketnet_tf import convert
-convert.define_flags()
-from absl import app
-app.run(convert.main)
+convert.run()
 """
 
 
