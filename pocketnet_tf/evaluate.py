@@ -18,29 +18,6 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
-    flags.DEFINE_string("model", None, "Model to evaluate: .keras file, SavedModel directory or .tflite file.")
-    flags.DEFINE_list("bin", [], "Verification .bin files (insightface format), comma separated.")
-    flags.DEFINE_string("ijb", None, "IJB release directory (meta/ and loose_crop/ inside).")
-    flags.DEFINE_string("ijb_set", "IJBC", "IJBB or IJBC (selects the meta file prefix).")
-    flags.DEFINE_string("out", None, "Output directory (results.json, ROC PNGs).")
-    flags.DEFINE_integer("batch_size", 64, "Images per forward pass.", lower_bound=1)
-    flags.DEFINE_integer("n_folds", 10, "Cross-validation folds of the .bin protocol.", lower_bound=2)
-    flags.DEFINE_boolean("flip", True, "Flip test: add the embedding of the mirrored image.")
-    flags.DEFINE_integer("num_threads", 0, "TFLite interpreter threads (0: runtime default).", lower_bound=0)
-    flags.DEFINE_integer("workers", 2, "Threads decoding and aligning IJB images.", lower_bound=1)
-    flags.DEFINE_boolean("progress", True, "Show progress bars.")
-    flags.DEFINE_boolean("plots", True, "Write ROC curves as PNG.")
-    flags.DEFINE_string("megaface_algo", "pocketnet", "Suffix of MegaFace feature files (<image>_<algo>.bin).")
-    flags.DEFINE_string("megaface_facescrub_images", None, "Root of the aligned FaceScrub probe images.")
-    flags.DEFINE_string("megaface_facescrub_list", None, "FaceScrub image list (text or devkit JSON).")
-    flags.DEFINE_string("megaface_distractor_images", None, "Root of the aligned MegaFace distractor images.")
-    flags.DEFINE_string("megaface_distractor_list", None, "Distractor image list (text or devkit JSON).")
-    flags.DEFINE_string("megaface_facescrub_noises", None, "facescrub_noises.txt (enables the refined set).")
-    flags.DEFINE_string("megaface_distractor_noises", None, "megaface_noises.txt (enables the refined set).")
-    flags.DEFINE_boolean("megaface_resume", False, "Skip images whose MegaFace feature file exists (same model only).")
-
-
 def _parse(argv):
     try:
         from pocketnet_tf.cli import normalize_dashes
@@ -51,30 +28,14 @@ def _parse(argv):
         sys.exit(1)
 
 
-def _config_from_flags():
-    from pocketnet_tf.eval.runner import EvalConfig
-
-    return EvalConfig(
-        model=FLAGS.model, out=FLAGS.out, bin=tuple(FLAGS.bin), ijb=FLAGS.ijb, ijb_set=FLAGS.ijb_set,
-        batch_size=FLAGS.batch_size, n_folds=FLAGS.n_folds, flip=FLAGS.flip,
-        num_threads=FLAGS.num_threads or None, workers=FLAGS.workers, progress=FLAGS.progress,
-        plots=FLAGS.plots, megaface_algo=FLAGS.megaface_algo,
-        megaface_facescrub_images=FLAGS.megaface_facescrub_images,
-        megaface_facescrub_list=FLAGS.megaface_facescrub_list,
-        megaface_distractor_images=FLAGS.megaface_distractor_images,
-        megaface_distractor_list=FLAGS.megaface_distractor_list,
-        megaface_facescrub_noises=FLAGS.megaface_facescrub_noises,
-        megaface_distractor_noises=FLAGS.megaface_distractor_noises,
-        megaface_resume=FLAGS.megaface_resume,
-    )
-
-
 def main(argv):
     if len(argv) > 1:
         print(f"evaluate: error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 1
+    from pocketnet_tf.eval.config import EvalConfig
+
     try:
-        config = _config_from_flags()
+        config = EvalConfig.from_flags(FLAGS)
         from pocketnet_tf.eval.runner import run_evaluation
 
         results = run_evaluation(config)
@@ -95,5 +56,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    from pocketnet_tf.eval import flags as eval_flags
+
+    eval_flags.define_flags(FLAGS)
+    flags.adopt_module_key_flags(eval_flags)  # listed by --help
     app.run(main, flags_parser=_parse)
