@@ -26,10 +26,7 @@ def main(argv):
     from pocketnet_tf.importers.convert import ImportConfig, import_checkpoint
 
     try:
-        config = ImportConfig(
-            model=FLAGS.model, pytorch=FLAGS.pytorch, out=FLAGS.out,
-            embedding_size=FLAGS.embedding_size, genotype=FLAGS.genotype,
-        )
+        config = ImportConfig.from_flags(FLAGS)
         _, report = import_checkpoint(config)
     except (ValueError, OSError) as err:  # OSError: the --out path cannot be written (io_utils.OutputError)
         print(f"error: {err}", file=sys.stderr)
@@ -44,7 +41,8 @@ def main(argv):
 
 if __name__ == "__main__":
     from pocketnet_tf.cli import parse_flags
-    from pocketnet_tf.importers.flags import define_flags
+    from pocketnet_tf.importers import flags as importer_flags
 
-    define_flags(FLAGS)
+    importer_flags.define_flags(FLAGS)
+    flags.adopt_module_key_flags(importer_flags)  # listed by --help
     app.run(main, flags_parser=parse_flags)

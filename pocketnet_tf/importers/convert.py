@@ -56,6 +56,13 @@ class ImportConfig:
         if not Path(self.pytorch).is_file():
             raise FileNotFoundError(f"{self.pytorch}: no such checkpoint file")
 
+    @classmethod
+    def from_flags(cls, flag_values) -> "ImportConfig":
+        """The config from parsed absl ``flag_values`` (:mod:`pocketnet_tf.importers.flags`)."""
+        from pocketnet_tf.run_config import flag_fields
+
+        return cls(**flag_fields(cls, flag_values))
+
 
 def build_model(config: ImportConfig):
     """The Keras model the checkpoint is imported into."""

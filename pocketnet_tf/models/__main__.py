@@ -39,7 +39,8 @@ def main(argv):
 
 if __name__ == "__main__":
     from pocketnet_tf.cli import parse_flags
-    from pocketnet_tf.models.flags import define_flags
+    from pocketnet_tf.models import flags as model_flags
 
-    define_flags(FLAGS)
+    model_flags.define_flags(FLAGS)
+    flags.adopt_module_key_flags(model_flags)  # listed by --help
     app.run(main, flags_parser=parse_flags)

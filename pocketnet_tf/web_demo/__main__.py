@@ -12,8 +12,6 @@ import sys
 
 from absl import app, flags
 
-from pocketnet_tf.web_demo import flags as web_flags
-
 FLAGS = flags.FLAGS
 
 
@@ -33,5 +31,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from pocketnet_tf.cli import parse_flags
+    from pocketnet_tf.web_demo import flags as web_flags
+
     web_flags.define_flags(FLAGS)
-    app.run(main)
+    flags.adopt_module_key_flags(web_flags)  # listed by --help
+    app.run(main, flags_parser=parse_flags)
