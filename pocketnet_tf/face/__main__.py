@@ -7,6 +7,7 @@ See :mod:`pocketnet_tf.face.commands` for what each command writes and prints.
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,9 +34,13 @@ def main(argv) -> int:
 
 def run() -> None:
     """Defines the flags and runs the command (the entry of both module names)."""
-    from pocketnet_tf.face.flags import define_flags
+    from pocketnet_tf.face import flags as face_flags
 
-    define_flags(FLAGS)
+    face_flags.define_flags(FLAGS)
+    # Listed by --help, which shows the key flags of sys.argv[0]: this module or align.py, so
+    # registered for the running file rather than adopted by this module (adopt_module_key_flags).
+    for flag in FLAGS.get_key_flags_for_module(face_flags.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(main, flags_parser=cli.parse_flags)
 
 
