@@ -41,7 +41,7 @@ def _measure(args) -> dict:
     from pocketnet_tf.search.optimizers import TorchAdam
     from pocketnet_tf.search.search_model import SearchModel
     from pocketnet_tf.search.search_network import SearchNetwork
-    from pocketnet_tf.train.optimizer import TorchSGD
+    from pocketnet_tf.fitting.torch_sgd import TorchSGD
 
     keras.utils.set_random_seed(0)
     started = time.time()

@@ -145,7 +145,7 @@ def run_command(argv, make_config, run, errors: tuple, summarize) -> int:
 
     from absl import app
 
-    from pocketnet_tf.train.guard import EXIT_DIVERGED, DivergenceError
+    from pocketnet_tf.fitting.guard import EXIT_DIVERGED, DivergenceError
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; all options are --flags")

@@ -69,6 +69,13 @@ class DatasetInfo:
     drop_remainder: bool
     corrupt: CorruptRecordCounter = field(compare=False)
 
+    @classmethod
+    def of(cls, source: ImageSource, positions, image_size: int, batch_size: int, drop_remainder: bool):
+        """The info of a pipeline over ``positions`` of ``source``."""
+        return cls(location=source.location, kind=source.kind, num_classes=source.num_classes,
+                   num_images=int(positions.size), image_size=image_size, batch_size=int(batch_size),
+                   drop_remainder=bool(drop_remainder), corrupt=source.counter)
+
     @property
     def steps_per_epoch(self) -> int:
         """Batches per epoch if no record turns out corrupt while reading."""
@@ -194,6 +201,23 @@ def _finish(images, *, training, seed, size, decode_size, batch_size, drop_remai
     return ds.with_options(options)
 
 
+def _decode_size(size: int, random_crop_from: int | None, training: bool) -> int:
+    """The side images are decoded at: ``random_crop_from`` for a training random crop, else ``size``."""
+    if random_crop_from is None or not training:
+        return size
+    if random_crop_from < size:
+        raise ValueError(f"random_crop_from={random_crop_from} must be >= image_size={size}")
+    return int(random_crop_from)
+
+
+def _probe_decoding_once(source: ImageSource) -> None:
+    """Decodes a sample of ``source`` the first time a dataset is built from it (an opened source
+    is reused for every epoch, so later builds skip the probe)."""
+    if not source.decoding_probed:
+        probe_decoding(source)
+        source.decoding_probed = True
+
+
 def build_dataset(
     location,
     *,
@@ -247,24 +271,15 @@ def build_dataset(
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
     size = _output_size(source, image_size)
-    decode_size = size
-    if random_crop_from is not None and training:
-        if random_crop_from < size:
-            raise ValueError(f"random_crop_from={random_crop_from} must be >= image_size={size}")
-        decode_size = int(random_crop_from)
+    decode_size = _decode_size(size, random_crop_from, training)
     positions = _positions(source, indices)
-    if not source.decoding_probed:
-        probe_decoding(source)
-        source.decoding_probed = True
+    _probe_decoding_once(source)
     parallel = num_parallel_calls or threads or tf.data.AUTOTUNE
     read = _shard_images if source.kind == "shards" else _random_access_images
     images = read(source, positions, shuffle=shuffle, seed=seed, parallel=parallel, size=decode_size)
     ds = _finish(images, training=training, seed=seed, size=size, decode_size=decode_size, batch_size=batch_size,
                  drop_remainder=drop_remainder, parallel=parallel, threads=threads)
-    info = DatasetInfo(location=source.location, kind=source.kind, num_classes=source.num_classes,
-                       num_images=int(positions.size), image_size=size, batch_size=int(batch_size),
-                       drop_remainder=bool(drop_remainder), corrupt=source.counter)
-    return ds, info
+    return ds, DatasetInfo.of(source, positions, size, batch_size, drop_remainder)
 
 
 def stratified_split(labels, *, seed: int = 2, fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

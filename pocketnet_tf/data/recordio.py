@@ -448,6 +448,44 @@ def write_property(path, num_classes: int, height: int, width: int) -> None:
     write_text_atomic(path, f"{int(num_classes)},{int(height)},{int(width)}\n")
 
 
+def _checked_class_count(out_dir: Path, labels: np.ndarray, num_classes: int | None) -> int:
+    """``num_classes`` (default ``max(labels) + 1``) after checking ``labels`` can be written: not
+    empty, grouped by class, in range, every key exact as a float32 label."""
+    n = int(labels.size)
+    if n == 0:
+        raise ValueError(f"{out_dir}: refusing to write a record file with no images")
+    if labels.min() < 0 or np.any(np.diff(labels) < 0):
+        raise ValueError(f"{out_dir}: labels must be >= 0 and non-decreasing (images grouped by class)")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    if labels.max() >= num_classes:
+        raise ValueError(f"{out_dir}: label {int(labels.max())} out of range for num_classes={num_classes}")
+    if labels.max() >= 1 << 24 or n + num_classes + 1 >= 1 << 24:
+        raise ValueError(f"{out_dir}: too many images/classes for exact float32 labels")
+    return num_classes
+
+
+def _write_insightface_records(writer: RecordIOWriter, out_dir: Path, labels: np.ndarray, images: Iterable[bytes],
+                               num_classes: int) -> None:
+    """The meta record (key 0: ``[L0, L1]``), the images (keys ``1 .. n``), then one record per
+    class (keys ``L0 .. L1-1``: its ``[first key, end key)``)."""
+    n = int(labels.size)
+    first_key = 1 + np.searchsorted(labels, np.arange(num_classes), side="left")
+    end_key = 1 + np.searchsorted(labels, np.arange(num_classes), side="right")
+    l0 = n + 1
+    l1 = l0 + num_classes
+    count = 0
+    writer.write(0, pack_irheader([l0, l1], b"", id=0, id2=0))
+    for count, image in enumerate(images, 1):
+        if count > n:
+            raise ValueError(f"{out_dir}: more images than the {n} labels given")
+        writer.write(count, pack_irheader(float(labels[count - 1]), image, id=count))
+    if count != n:
+        raise ValueError(f"{out_dir}: {count} images for {n} labels")
+    for c in range(num_classes):
+        writer.write(l0 + c, pack_irheader([first_key[c], end_key[c]], b"", id=l0 + c))
+
+
 def write_insightface_rec(
     out_dir,
     labels: Sequence[int],
@@ -475,37 +513,14 @@ def write_insightface_rec(
     """
     out_dir = Path(out_dir)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    n = int(labels.size)
-    if n == 0:
-        raise ValueError(f"{out_dir}: refusing to write a record file with no images")
-    if labels.min() < 0 or np.any(np.diff(labels) < 0):
-        raise ValueError(f"{out_dir}: labels must be >= 0 and non-decreasing (images grouped by class)")
-    if num_classes is None:
-        num_classes = int(labels.max()) + 1
-    if labels.max() >= num_classes:
-        raise ValueError(f"{out_dir}: label {int(labels.max())} out of range for num_classes={num_classes}")
-    if labels.max() >= 1 << 24 or n + num_classes + 1 >= 1 << 24:
-        raise ValueError(f"{out_dir}: too many images/classes for exact float32 labels")
-    first_key = 1 + np.searchsorted(labels, np.arange(num_classes), side="left")
-    end_key = 1 + np.searchsorted(labels, np.arange(num_classes), side="right")
-    l0 = n + 1
-    l1 = l0 + num_classes
+    num_classes = _checked_class_count(out_dir, labels, num_classes)
     rec_path = out_dir / f"{prefix}.rec"
     out_dir.mkdir(parents=True, exist_ok=True)
-    count = 0
     with RecordIOWriter(rec_path) as writer:
-        writer.write(0, pack_irheader([l0, l1], b"", id=0, id2=0))
-        for count, image in enumerate(images, 1):
-            if count > n:
-                raise ValueError(f"{out_dir}: more images than the {n} labels given")
-            writer.write(count, pack_irheader(float(labels[count - 1]), image, id=count))
-        if count != n:
-            raise ValueError(f"{out_dir}: {count} images for {n} labels")
-        for c in range(num_classes):
-            writer.write(l0 + c, pack_irheader([first_key[c], end_key[c]], b"", id=l0 + c))
+        _write_insightface_records(writer, out_dir, labels, images, num_classes)
     write_property(out_dir / "property", num_classes, image_size[0], image_size[1])
     return {
-        "num_images": n,
+        "num_images": int(labels.size),
         "num_classes": int(num_classes),
         "rec": str(rec_path),
         "idx": str(rec_path.with_suffix(".idx")),

@@ -139,8 +139,7 @@ def export_features(embedder, image_root, images, out_root, *, algo: str, batch_
 
     if not algo or any(c in algo for c in "/\\") or algo.startswith("."):
         raise ValueError(f"algo must be a plain name, got {algo!r}")
-    rels = read_image_list(images) if isinstance(images, (str, os.PathLike)) else [
-        _checked_relative(r, "image list") for r in images]
+    rels = _listed_images(images)
     if skip_existing:
         rels = [r for r in rels if not feature_path(out_root, r, algo).is_file()]
     image_root = Path(image_root)
@@ -193,57 +192,71 @@ def refine_features(*, facescrub_images, megaface_images, facescrub_features, me
       Counts: images per set, noisy images found per set, and noisy FaceScrub images whose
       identity has no clean image (they keep their own feature).
     """
-    rng = np.random.default_rng(seed)
-
-    def listed(images):
-        return read_image_list(images) if isinstance(images, (str, os.PathLike)) else [
-            _checked_relative(r, "image list") for r in images]
-
-    fs_rels, mf_rels = listed(facescrub_images), listed(megaface_images)
+    fs_rels, mf_rels = _listed_images(facescrub_images), _listed_images(megaface_images)
     fs_noise, mf_noise = read_noise_list(facescrub_noises), read_noise_list(megaface_noises)
+    dim, noisy_fs, orphans = _refine_facescrub(fs_rels, fs_noise, facescrub_features, facescrub_out, algo,
+                                               np.random.default_rng(seed))
+    noisy_mf = _refine_megaface(mf_rels, mf_noise, megaface_features, megaface_out, algo, dim)
+    return {
+        "facescrub_images": len(fs_rels),
+        "facescrub_noisy": noisy_fs,
+        "facescrub_noisy_without_clean_identity_images": orphans,
+        "megaface_images": len(mf_rels),
+        "megaface_noisy": noisy_mf,
+    }
 
-    fs_feats = {r: read_feature_file(feature_path(facescrub_features, r, algo)) for r in fs_rels}
-    dims = {f.size for f in fs_feats.values()}
+
+def _listed_images(images) -> list:
+    """An image list file, or a sequence of relative paths, as checked relative paths."""
+    return read_image_list(images) if isinstance(images, (str, os.PathLike)) else [
+        _checked_relative(r, "image list") for r in images]
+
+
+def _refine_facescrub(rels, noise, features_root, out_root, algo: str, rng) -> tuple[int, int, int]:
+    """Replaces each noisy FaceScrub feature by its identity's clean mean direction (slightly
+    perturbed); every feature gets a 0 appended. Returns ``(feature length, noisy images, noisy
+    images whose identity has no clean image)``."""
+    feats = {r: read_feature_file(feature_path(features_root, r, algo)) for r in rels}
+    dims = {f.size for f in feats.values()}
     if len(dims) != 1:
-        raise ValueError(f"{facescrub_features}: features of different lengths {sorted(dims)}")
+        raise ValueError(f"{features_root}: features of different lengths {sorted(dims)}")
     (dim,) = dims
     clean_sum: dict[str, np.ndarray] = {}
-    noisy_fs: set[str] = set()
-    for rel in fs_rels:
+    noisy: set[str] = set()
+    for rel in rels:
         if not PurePosixPath(rel).parent.name:
             raise ValueError(f"FaceScrub image {rel!r} has no identity directory (expected <identity>/<image>)")
-    for rel, feat in fs_feats.items():
+    for rel, feat in feats.items():
         identity = PurePosixPath(rel).parent.name
-        if _is_listed(rel, fs_noise):
-            noisy_fs.add(rel)
+        if _is_listed(rel, noise):
+            noisy.add(rel)
         else:
             clean_sum[identity] = clean_sum.get(identity, np.zeros(dim, np.float64)) + feat
     orphans = 0
-    for rel in fs_rels:
+    for rel in rels:
         identity = PurePosixPath(rel).parent.name
-        feat = fs_feats[rel].astype(np.float64)
-        if rel in noisy_fs:
+        feat = feats[rel].astype(np.float64)
+        if rel in noisy:
             if identity in clean_sum:
                 feat = clean_sum[identity] + rng.uniform(-0.001, 0.001, dim)
                 feat = feat / np.linalg.norm(feat)
             else:
                 orphans += 1
-        write_feature_file(feature_path(facescrub_out, rel, algo), np.r_[feat, 0.0])
+        write_feature_file(feature_path(out_root, rel, algo), np.r_[feat, 0.0])
+    return dim, len(noisy), orphans
 
-    noisy_mf = 0
-    for rel in mf_rels:
-        feat = read_feature_file(feature_path(megaface_features, rel, algo))
+
+def _refine_megaface(rels, noise, features_root, out_root, algo: str, dim: int) -> int:
+    """Appends 100 to each noisy distractor's feature (pushing it away from every probe), 0 to the
+    others; returns the number of noisy distractors."""
+    noisy = 0
+    for rel in rels:
+        feat = read_feature_file(feature_path(features_root, rel, algo))
         if feat.size != dim:
-            raise ValueError(f"{feature_path(megaface_features, rel, algo)}: length {feat.size}, FaceScrub has {dim}")
+            raise ValueError(f"{feature_path(features_root, rel, algo)}: length {feat.size}, FaceScrub has {dim}")
         extra = 0.0
-        if _is_listed(rel, mf_noise):
+        if _is_listed(rel, noise):
             extra = 100.0
-            noisy_mf += 1
-        write_feature_file(feature_path(megaface_out, rel, algo), np.r_[feat, extra])
-    return {
-        "facescrub_images": len(fs_rels),
-        "facescrub_noisy": len(noisy_fs),
-        "facescrub_noisy_without_clean_identity_images": orphans,
-        "megaface_images": len(mf_rels),
-        "megaface_noisy": noisy_mf,
-    }
+            noisy += 1
+        write_feature_file(feature_path(out_root, rel, algo), np.r_[feat, extra])
+    return noisy

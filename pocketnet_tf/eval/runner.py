@@ -32,9 +32,7 @@ def _embedder_kwargs(config: EvalConfig) -> dict:
 
 def run_evaluation(config: EvalConfig) -> dict:
     """Loads the model once and runs every requested benchmark; returns what results.json holds."""
-    from pocketnet_tf.eval import verification
     from pocketnet_tf.eval.embedders import load_embedder
-    from pocketnet_tf.eval.plots import plot_roc
 
     out = ensure_dir(config.out, probe=True)  # an unwritable --out fails now, not after the work
     embedder = load_embedder(config.model, **_embedder_kwargs(config))
@@ -52,46 +50,60 @@ def run_evaluation(config: EvalConfig) -> dict:
         write_json_atomic(out / "results.json", results)
 
     for path in config.bin:
-        start = time.perf_counter()
-        result = verification.evaluate_bin(embedder, path, batch_size=config.batch_size, n_folds=config.n_folds,
-                                           flip=config.flip, progress=config.progress)
-        entry = result.to_json()
-        entry["seconds"] = round(time.perf_counter() - start, 3)
-        if config.plots and result.fpr.size:
-            plot_roc(out / f"roc_{result.name}.png", [(result.name, result.fpr, result.tpr)],
-                     title=f"{result.name}: accuracy {100 * result.accuracy:.2f}% ({result.pairs} pairs)")
-            entry["roc_png"] = f"roc_{result.name}.png"
-        results["sets"][result.name] = entry
-        logging.info("%s: accuracy %.5f +- %.5f, best threshold %.2f, XNorm %.4f", result.name, result.accuracy,
-                     result.accuracy_std, result.best_threshold, result.xnorm)
+        name, entry = _evaluate_bin(embedder, path, config, out)
+        results["sets"][name] = entry
         save()
-
     if config.ijb:
-        from pocketnet_tf.eval.ijb import evaluate_ijb
-
-        start = time.perf_counter()
-        result = evaluate_ijb(embedder, config.ijb, config.ijb_set, batch_size=config.batch_size,
-                              workers=config.workers, progress=config.progress, flip=config.flip)
-        entry = result.to_json()
-        entry["seconds"] = round(time.perf_counter() - start, 3)
-        with atomic_path(out / f"ijb_{result.name}_scores.npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, scores=result.scores, labels=result.labels)
-        entry["scores_npz"] = f"ijb_{result.name}_scores.npz"
-        if config.plots:
-            plot_roc(out / f"roc_{result.name}.png", [(result.name, result.fpr, result.tpr)],
-                     title=f"{result.name} 1:1: TAR {100 * result.tar_at_far[1e-4]:.2f}% at FAR 1e-4",
-                     min_fpr=1e-6)
-            entry["roc_png"] = f"roc_{result.name}.png"
-        results["sets"][result.name] = entry
-        logging.info("%s: TAR@FAR %s", result.name, entry["tar_at_far"])
+        name, entry = _evaluate_ijb(embedder, config, out)
+        results["sets"][name] = entry
         save()
-
     if config.megaface_facescrub_images:
         results["megaface"] = _run_megaface(embedder, config, out)
         save()
     save()
     return results
+
+
+def _evaluate_bin(embedder, path, config: EvalConfig, out: Path) -> tuple[str, dict]:
+    """One ``.bin`` set's 10-fold verification (and ROC plot): ``(set name, results entry)``."""
+    from pocketnet_tf.eval import verification
+    from pocketnet_tf.eval.plots import plot_roc
+
+    start = time.perf_counter()
+    result = verification.evaluate_bin(embedder, path, batch_size=config.batch_size, n_folds=config.n_folds,
+                                       flip=config.flip, progress=config.progress)
+    entry = result.to_json()
+    entry["seconds"] = round(time.perf_counter() - start, 3)
+    if config.plots and result.fpr.size:
+        plot_roc(out / f"roc_{result.name}.png", [(result.name, result.fpr, result.tpr)],
+                 title=f"{result.name}: accuracy {100 * result.accuracy:.2f}% ({result.pairs} pairs)")
+        entry["roc_png"] = f"roc_{result.name}.png"
+    logging.info("%s: accuracy %.5f +- %.5f, best threshold %.2f, XNorm %.4f", result.name, result.accuracy,
+                 result.accuracy_std, result.best_threshold, result.xnorm)
+    return result.name, entry
+
+
+def _evaluate_ijb(embedder, config: EvalConfig, out: Path) -> tuple[str, dict]:
+    """IJB-B/C 1:1 verification (scores saved as ``.npz``, ROC plot): ``(set name, results entry)``."""
+    from pocketnet_tf.eval.ijb import evaluate_ijb
+    from pocketnet_tf.eval.plots import plot_roc
+
+    start = time.perf_counter()
+    result = evaluate_ijb(embedder, config.ijb, config.ijb_set, batch_size=config.batch_size,
+                          workers=config.workers, progress=config.progress, flip=config.flip)
+    entry = result.to_json()
+    entry["seconds"] = round(time.perf_counter() - start, 3)
+    with atomic_path(out / f"ijb_{result.name}_scores.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, scores=result.scores, labels=result.labels)
+    entry["scores_npz"] = f"ijb_{result.name}_scores.npz"
+    if config.plots:
+        plot_roc(out / f"roc_{result.name}.png", [(result.name, result.fpr, result.tpr)],
+                 title=f"{result.name} 1:1: TAR {100 * result.tar_at_far[1e-4]:.2f}% at FAR 1e-4",
+                 min_fpr=1e-6)
+        entry["roc_png"] = f"roc_{result.name}.png"
+    logging.info("%s: TAR@FAR %s", result.name, entry["tar_at_far"])
+    return result.name, entry
 
 
 def _run_megaface(embedder, config: EvalConfig, out: Path) -> dict:

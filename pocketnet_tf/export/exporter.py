@@ -144,7 +144,6 @@ def run_export(config: ExportConfig) -> dict:
     tflite_bytes, backend = quantize.to_tflite(
         export_model, config.mode, calibration=_model_space(calibration, config.raw_input), backend=config.backend,
     )
-    thresholds = config.thresholds()
     report = {
         "source_model": str(config.model),
         "mode": config.mode,
@@ -153,64 +152,86 @@ def run_export(config: ExportConfig) -> dict:
         "calibration_images": int(len(calibration)),
         "calibration_source": config.representative if len(calibration) else None,
         "held_out_source": held_out_source,
-        "thresholds": thresholds.to_json(),
+        "thresholds": config.thresholds().to_json(),
         "ops": quantize.op_histogram(tflite_bytes),
     }
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=_parent(out)) as work:
         work = Path(work)
         candidate = work / "candidate.tflite"
         candidate.write_bytes(tflite_bytes)
-        report["fully_delegated"] = _delegated(candidate)
-        if config.latency_runs > 0:
-            from pocketnet_tf.export.speed import latency_vs_fp32
-
-            report["latency_vs_fp32"] = latency_vs_fp32(export_model, tflite_bytes, config.mode,
-                                                        runs=config.latency_runs, num_threads=config.num_threads)
-        from pocketnet_tf.export.runtime import TFLiteRunner
-
-        reference = rewrite.reference_outputs(model, held_out, l2_normalize=config.l2_normalize)
-        converted = TFLiteRunner(candidate, num_threads=config.num_threads).run(_model_space(held_out, config.raw_input))
-        report["agreement"] = validate.embedding_agreement(reference, converted)
-        verification, threshold = _verification(model, candidate, config) if config.bin else ({}, None)
-        report["verification"] = verification
-        report["threshold"] = threshold
-        reasons = validate.check(report["agreement"], thresholds, verification)
-        report["reasons"] = reasons
-        report["passed"] = not reasons
-        if reasons:
-            write_json_atomic(out / "failed_report.json", report)
-            write_text_atomic(out / "failed_report.md", validate.markdown_report(report))
-            raise ExportValidationError(report)
-
-        meta = metadata_lib.build_metadata(
-            tflite_bytes=tflite_bytes, model_name=model.name, mode=config.mode, backend=backend,
-            export_info=export_info, embedding_size=int(model.outputs[0].shape[-1]),
-            quantization=metadata_lib.quantization_summary(tflite_bytes, config.mode), threshold=threshold,
-        )
-        final_bytes = metadata_lib.embed_metadata(tflite_bytes, meta)
+        converted = _validate_candidate(report, model, export_model, candidate, held_out, config)
         stage = work / "bundle"
-        stage.mkdir()
-        (stage / "model.tflite").write_bytes(final_bytes)
-        meta["model"]["sha256"] = metadata_lib.sha256_file(stage / "model.tflite")
-        meta["model"]["size_bytes"] = len(final_bytes)
-        report["size_bytes"] = len(final_bytes)
-        report["sha256"] = meta["model"]["sha256"]
-        # The model must still run, and identically, once the metadata is embedded.
-        after = TFLiteRunner(final_bytes).run(_model_space(held_out[:2], config.raw_input))
-        if not np.array_equal(after, converted[:2]):
-            raise RuntimeError("embedding the metadata changed the model's outputs")
-        write_json_atomic(stage / "metadata.json", meta)
-        golden = bundle_lib.write_golden(stage, model_bytes=final_bytes, meta=meta,
-                                         faces=held_out[: config.golden_count], mode=config.mode)
-        golden["model_sha256"] = meta["model"]["sha256"]
-        write_json_atomic(stage / "golden" / "golden.json", golden)
-        write_json_atomic(stage / "report.json", report)
-        write_text_atomic(stage / "report.md", validate.markdown_report(report))
+        meta = _write_bundle(stage, report, model, tflite_bytes, held_out, converted, config)
         _carry_over(out, stage)
         meta["bundle"] = seal.write_manifest(stage)
         write_json_atomic(stage / "metadata.json", meta)
         _install(stage, out)
     return report
+
+
+def _validate_candidate(report: dict, model, export_model, candidate: Path, held_out: np.ndarray,
+                        config: ExportConfig) -> np.ndarray:
+    """Measures the converted model into ``report`` (delegation, latency, agreement with Keras on
+    the held-out faces, verification accuracy and threshold) and judges it against the thresholds.
+    Returns its held-out embeddings; on failure writes ``failed_report.json``/``.md`` into ``--out``
+    and raises :class:`ExportValidationError`."""
+    from pocketnet_tf.export.runtime import TFLiteRunner
+
+    tflite_bytes = candidate.read_bytes()
+    report["fully_delegated"] = _delegated(candidate)
+    if config.latency_runs > 0:
+        from pocketnet_tf.export.speed import latency_vs_fp32
+
+        report["latency_vs_fp32"] = latency_vs_fp32(export_model, tflite_bytes, config.mode,
+                                                    runs=config.latency_runs, num_threads=config.num_threads)
+    reference = rewrite.reference_outputs(model, held_out, l2_normalize=config.l2_normalize)
+    converted = TFLiteRunner(candidate, num_threads=config.num_threads).run(_model_space(held_out, config.raw_input))
+    report["agreement"] = validate.embedding_agreement(reference, converted)
+    verification, threshold = _verification(model, candidate, config) if config.bin else ({}, None)
+    report["verification"] = verification
+    report["threshold"] = threshold
+    reasons = validate.check(report["agreement"], config.thresholds(), verification)
+    report["reasons"] = reasons
+    report["passed"] = not reasons
+    if reasons:
+        out = Path(config.out)
+        write_json_atomic(out / "failed_report.json", report)
+        write_text_atomic(out / "failed_report.md", validate.markdown_report(report))
+        raise ExportValidationError(report)
+    return converted
+
+
+def _write_bundle(stage: Path, report: dict, model, tflite_bytes: bytes, held_out: np.ndarray,
+                  converted: np.ndarray, config: ExportConfig) -> dict:
+    """Writes the bundle into the new directory ``stage``: ``model.tflite`` with its metadata
+    embedded (checked to give the same outputs), ``metadata.json``, the golden vectors and the
+    report. Returns the metadata (the caller adds the manifest)."""
+    from pocketnet_tf.export.runtime import TFLiteRunner
+
+    meta = metadata_lib.build_metadata(
+        tflite_bytes=tflite_bytes, model_name=model.name, mode=config.mode, backend=report["backend"],
+        export_info=report["export"], embedding_size=int(model.outputs[0].shape[-1]),
+        quantization=metadata_lib.quantization_summary(tflite_bytes, config.mode), threshold=report["threshold"],
+    )
+    final_bytes = metadata_lib.embed_metadata(tflite_bytes, meta)
+    stage.mkdir()
+    (stage / "model.tflite").write_bytes(final_bytes)
+    meta["model"]["sha256"] = metadata_lib.sha256_file(stage / "model.tflite")
+    meta["model"]["size_bytes"] = len(final_bytes)
+    report["size_bytes"] = len(final_bytes)
+    report["sha256"] = meta["model"]["sha256"]
+    # The model must still run, and identically, once the metadata is embedded.
+    after = TFLiteRunner(final_bytes).run(_model_space(held_out[:2], config.raw_input))
+    if not np.array_equal(after, converted[:2]):
+        raise RuntimeError("embedding the metadata changed the model's outputs")
+    write_json_atomic(stage / "metadata.json", meta)
+    golden = bundle_lib.write_golden(stage, model_bytes=final_bytes, meta=meta,
+                                     faces=held_out[: config.golden_count], mode=config.mode)
+    golden["model_sha256"] = meta["model"]["sha256"]
+    write_json_atomic(stage / "golden" / "golden.json", golden)
+    write_json_atomic(stage / "report.json", report)
+    write_text_atomic(stage / "report.md", validate.markdown_report(report))
+    return meta
 
 
 def _saved_model_export(model, config: ExportConfig):

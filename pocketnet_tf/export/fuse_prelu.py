@@ -65,71 +65,95 @@ def _no_activation(op) -> bool:
     return options is None or getattr(options, "fusedActivationFunction", 0) == 0
 
 
+class _Subgraph:
+    """One subgraph of a model being rewritten, with the producer of each tensor, for matching
+    operator chains."""
+
+    def __init__(self, model, graph, schema):
+        self.model, self.graph, self.schema = model, graph, schema
+        self.names = _opcode_names(model, schema)
+        self.producer = {}
+        for i, op in enumerate(graph.operators):
+            for t in op.outputs:
+                self.producer[t] = i
+        self.prelu_code = None
+
+    def made_by(self, tensor_index, name):
+        """The operator ``name`` (without fused activation) producing ``tensor_index``, or None."""
+        p = self.producer.get(tensor_index)
+        if p is None:
+            return None
+        op = self.graph.operators[p]
+        return op if self.names[op.opcodeIndex] == name and _no_activation(op) else None
+
+    def prelu_pattern(self, add):
+        """``(x, alpha)`` when ``add`` computes ``ADD(RELU(x), MUL(RELU(NEG(x)), c))`` (either
+        operand order) for float32 ``x`` and an ``alpha = -c`` that broadcasts to the output; else None."""
+        if self.names[add.opcodeIndex] != "ADD" or not _no_activation(add) or len(add.inputs) != 2:
+            return None
+        for relu_in, mul_in in (add.inputs, add.inputs[::-1]):
+            relu, mul = self.made_by(relu_in, "RELU"), self.made_by(mul_in, "MUL")
+            if relu is None or mul is None:
+                continue
+            x = relu.inputs[0]
+            if self.graph.tensors[x].type != self.schema.TensorType.FLOAT32:
+                continue
+            scale = self._negative_part_scale(mul, x)
+            if scale is None:
+                continue
+            alpha = -scale
+            out_shape = tuple(self.graph.tensors[add.outputs[0]].shape)
+            if alpha.ndim > len(out_shape) or np.broadcast_shapes(alpha.shape, out_shape) != out_shape:
+                continue
+            return x, alpha
+        return None
+
+    def _negative_part_scale(self, mul, x):
+        """The constant ``c`` when ``mul`` is ``MUL(RELU(NEG(x)), c)`` (either order), else None."""
+        for neg_relu_in, const_in in (mul.inputs, mul.inputs[::-1]):
+            neg_relu = self.made_by(neg_relu_in, "RELU")
+            neg = self.made_by(neg_relu.inputs[0], "NEG") if neg_relu is not None else None
+            if neg is not None and neg.inputs[0] == x:
+                scale = _constant(self.model, self.graph, self.schema, self.names, self.producer, const_in)
+                if scale is not None:
+                    return scale
+        return None
+
+    def replace_by_prelu(self, add, x, alpha) -> None:
+        """Turns ``add`` into ``PRELU(x, alpha)`` with ``alpha`` as a new constant tensor."""
+        model, graph, schema = self.model, self.graph, self.schema
+        buffer = schema.BufferT()
+        buffer.data = np.ascontiguousarray(alpha, np.float32).tobytes()
+        model.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.shape = np.asarray(alpha.shape, np.int32)
+        tensor.type = schema.TensorType.FLOAT32
+        tensor.buffer = len(model.buffers) - 1
+        tensor.name = (graph.tensors[add.outputs[0]].name or b"prelu") + b"/alpha"
+        graph.tensors.append(tensor)
+        if self.prelu_code is None:
+            self.prelu_code = _opcode_index(model, schema, schema.BuiltinOperator.PRELU)
+            self.names = _opcode_names(model, schema)  # the rewritten operator's name is looked up later
+        add.opcodeIndex = self.prelu_code
+        add.inputs = np.asarray([x, len(graph.tensors) - 1], np.int32)
+        add.builtinOptionsType = schema.BuiltinOptions.NONE
+        add.builtinOptions = None
+
+
 def fuse_prelus(tflite_bytes: bytes) -> tuple[bytes, int]:
     """Returns ``(model bytes, number of PReLUs fused)``; the input itself if there are none."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     schema = _schema()
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
-    names = _opcode_names(model, schema)
     fused = 0
     for graph in model.subgraphs:
-        producer = {}
-        for i, op in enumerate(graph.operators):
-            for t in op.outputs:
-                producer[t] = i
-
-        def made_by(tensor_index, name):
-            p = producer.get(tensor_index)
-            if p is None:
-                return None
-            op = graph.operators[p]
-            return op if names[op.opcodeIndex] == name and _no_activation(op) else None
-
-        prelu_code = None
+        subgraph = _Subgraph(model, graph, schema)
         for op in graph.operators:
-            if names[op.opcodeIndex] != "ADD" or not _no_activation(op) or len(op.inputs) != 2:
-                continue
-            for relu_in, mul_in in (op.inputs, op.inputs[::-1]):
-                relu, mul = made_by(relu_in, "RELU"), made_by(mul_in, "MUL")
-                if relu is None or mul is None:
-                    continue
-                x = relu.inputs[0]
-                if graph.tensors[x].type != schema.TensorType.FLOAT32:
-                    continue
-                match = None
-                for neg_relu_in, const_in in (mul.inputs, mul.inputs[::-1]):
-                    neg_relu = made_by(neg_relu_in, "RELU")
-                    neg = made_by(neg_relu.inputs[0], "NEG") if neg_relu is not None else None
-                    if neg is not None and neg.inputs[0] == x:
-                        c = _constant(model, graph, schema, names, producer, const_in)
-                        if c is not None:
-                            match = c
-                            break
-                if match is None:
-                    continue
-                alpha = -match
-                out_shape = tuple(graph.tensors[op.outputs[0]].shape)
-                if alpha.ndim > len(out_shape) or np.broadcast_shapes(alpha.shape, out_shape) != out_shape:
-                    continue
-                buffer = schema.BufferT()
-                buffer.data = np.ascontiguousarray(alpha, np.float32).tobytes()
-                model.buffers.append(buffer)
-                tensor = schema.TensorT()
-                tensor.shape = np.asarray(alpha.shape, np.int32)
-                tensor.type = schema.TensorType.FLOAT32
-                tensor.buffer = len(model.buffers) - 1
-                tensor.name = (graph.tensors[op.outputs[0]].name or b"prelu") + b"/alpha"
-                graph.tensors.append(tensor)
-                if prelu_code is None:
-                    prelu_code = _opcode_index(model, schema, schema.BuiltinOperator.PRELU)
-                    names = _opcode_names(model, schema)
-                op.opcodeIndex = prelu_code
-                op.inputs = np.asarray([x, len(graph.tensors) - 1], np.int32)
-                op.builtinOptionsType = schema.BuiltinOptions.NONE
-                op.builtinOptions = None
+            found = subgraph.prelu_pattern(op)
+            if found is not None:
+                subgraph.replace_by_prelu(op, *found)
                 fused += 1
-                break
         _drop_dead_operators(graph)
     if not fused:
         return tflite_bytes, 0

@@ -312,7 +312,7 @@ class PartialFCHead(keras.layers.Layer):
     def apply_shard_gradients(self, gradients, optimizer, finite=None) -> None:
         """Updates this replica's shard with its own gradient (never all-reduced).
 
-        ``optimizer`` is the model's :class:`~pocketnet_tf.train.optimizer.TorchSGD` (or a loss-scale
+        ``optimizer`` is the model's :class:`~pocketnet_tf.fitting.torch_sgd.TorchSGD` (or a loss-scale
         wrapper of one): its learning rate at the current step, momentum, coupled weight decay and
         Nesterov flag are applied exactly as for the backbone. Call before the optimiser's own
         ``apply_gradients`` (which advances the step). ``finite`` (a boolean scalar, the step's

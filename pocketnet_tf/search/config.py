@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from pocketnet_tf.run_config import RunConfig
-from pocketnet_tf.train.precision import PRECISIONS
+from pocketnet_tf.fitting.precision import PRECISIONS
 
 STRATEGIES = ("default", "mirrored")
 RANK_EDGES_BY = ("softmax", "alpha")

@@ -8,7 +8,7 @@ size where PyTorch adds it to ``sqrt(v_hat)``. :class:`TorchAdam` implements the
 inside Keras' optimiser machinery, so it keeps working under ``tf.distribute`` (gradients are
 summed over replicas before ``update_step`` runs, so the decay term is added exactly once).
 
-The weight optimiser is :class:`pocketnet_tf.train.optimizer.TorchSGD` (PyTorch SGD with
+The weight optimiser is :class:`pocketnet_tf.fitting.torch_sgd.TorchSGD` (PyTorch SGD with
 coupled weight decay and global-norm clipping after the cross-replica sum), shared with training.
 """
 

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from pocketnet_tf.search.architect import Architect, all_reduce_sum
-from pocketnet_tf.train.optimizer import TorchSGD
+from pocketnet_tf.fitting.torch_sgd import TorchSGD
 
 
 def _num_replicas() -> int:
@@ -40,7 +40,7 @@ class SearchModel(keras.Model):
       alpha_grad_includes_train_loss: reproduce the original's step ordering (see module doc).
 
     Compile with ``compile(weight_optimizer=TorchSGD(...), alpha_optimizer=TorchAdam(...))``
-    (:class:`pocketnet_tf.train.optimizer.TorchSGD`, :class:`pocketnet_tf.search.optimizers.TorchAdam`).
+    (:class:`pocketnet_tf.fitting.torch_sgd.TorchSGD`, :class:`pocketnet_tf.search.optimizers.TorchAdam`).
     The architect reads the weight optimiser's momentum, coupled weight decay, learning rate
     (xi) and momentum buffers; its ``clip_norm`` (5 in the original) clips all network weights
     as one group. The weight optimiser's iteration counter is the global step.

@@ -11,10 +11,10 @@ teacher run in inference mode on the same augmented batch. The teacher is change
 by :class:`pocketnet_tf.train.teacher_schedule.TeacherScheduleCallback`.
 
 Both keep the original's optimisation when compiled with
-:class:`pocketnet_tf.train.optimizer.TorchSGD`: the backbone's gradients are clipped to a global
+:class:`pocketnet_tf.fitting.torch_sgd.TorchSGD`: the backbone's gradients are clipped to a global
 norm (after the cross-replica sum), the head's are not.
 
-Mixed precision (backbone built under a mixed dtype policy, :mod:`pocketnet_tf.train.precision`):
+Mixed precision (backbone built under a mixed dtype policy, :mod:`pocketnet_tf.fitting.precision`):
 the head, the cross-entropy and the KD term run in float32, the loss is scaled by the optimiser
 (``TorchSGD(dynamic_loss_scale=True)`` for float16; Keras' automatic ``LossScaleOptimizer``
 wrapping is turned off), and every step logs ``nonfinite_steps``: the steps of the epoch so far
@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from pocketnet_tf.layers.margin import l2_normalize
 from pocketnet_tf.layers.partial_fc import PartialFCHead
-from pocketnet_tf.train.optimizer import all_finite
+from pocketnet_tf.fitting.torch_sgd import all_finite
 from pocketnet_tf.train.teachers import as_teacher
 
 
@@ -191,9 +191,9 @@ class MarginModel(keras.Model):
         """Applies the update with every gradient zeroed unless the loss and gradient norm are finite
         on all replicas (a ``tf.cond`` around ``apply_gradients`` cannot cross the replicas' gradient
         all-reduce), so the weights stay finite; a non-finite step returns a NaN loss, which the
-        divergence guard callback sees in the logs and stops the run on (:mod:`pocketnet_tf.train.guard`).
+        divergence guard callback sees in the logs and stops the run on (:mod:`pocketnet_tf.fitting.guard`).
         Partial FC shards (``shard_gradients``) are updated by the head first, under the same rule."""
-        from pocketnet_tf.train.guard import finite_step
+        from pocketnet_tf.fitting.guard import finite_step
 
         shard_gradients = list(shard_gradients)
         # A loss-scaling optimiser (Keras' wrapper, or TorchSGD(dynamic_loss_scale=True) under

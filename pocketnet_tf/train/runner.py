@@ -8,13 +8,13 @@ distils from it; otherwise there is one stage. Each stage directory holds::
                               once the run is accepted; records/attempt-NNN/ keeps every attempt's copy
     train.log                 the log
     tensorboard/              scalars (losses, LR, samples/s, verification accuracy)
-    checkpoints/              crash-safe checkpoints (see callbacks.ResumableCheckpoint)
+    checkpoints/              crash-safe checkpoints (see fitting.checkpoints.ResumableCheckpoint)
     teachers/                 per-epoch SavedModels + manifest.json (with --export_teacher)
     student.keras             the trained backbone (and model.keras for a teacher stage)
     results.json              verification accuracy before and after training, losses, timing and
                               ``status``: running, completed, diverged or failed (strict JSON: NaN -> null)
 
-A non-finite loss or gradient stops the stage (:mod:`pocketnet_tf.train.guard`) before anything is
+A non-finite loss or gradient stops the stage (:mod:`pocketnet_tf.fitting.guard`) before anything is
 saved; the command exits with status 3. Temporary files of writes killed earlier are removed
 when a stage starts (and logged).
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -34,7 +35,7 @@ from pocketnet_tf.io_utils import (
     atomic_path, attach_log_file, ensure_dir, remove_stale_temporaries, write_json_atomic,
 )
 from pocketnet_tf.run_records import write_run_records
-from pocketnet_tf.train.guard import DivergenceError, DivergenceGuard
+from pocketnet_tf.fitting.guard import DivergenceError, DivergenceGuard
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,9 +155,9 @@ def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int, res
     ``resuming_sharded``: the checkpoint being resumed holds a Partial FC head (keep that head)."""
     from pocketnet_tf import models
     from pocketnet_tf.train.distiller import DistillationModel, MarginModel
-    from pocketnet_tf.train.optimizer import TorchSGD
+    from pocketnet_tf.fitting.torch_sgd import TorchSGD
     from pocketnet_tf.train.head_sharding import build_training_head
-    from pocketnet_tf.train.precision import optimizer_options, precision_scope
+    from pocketnet_tf.fitting.precision import optimizer_options, precision_scope
     from pocketnet_tf.train.schedules import EpochStepDecay, scaled_learning_rate
 
     with precision_scope(config.precision):
@@ -181,155 +182,259 @@ def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int, res
     return model
 
 
+@dataclass
+class _Stage:
+    """What the steps of :func:`train_stage` hand each other (filled in as the stage proceeds)."""
+
+    config: TrainConfig
+    strategy: object
+    chief: bool
+    started: float
+    checkpoint_state: dict | None = None
+    bins: dict = field(default_factory=dict)
+    source: object = None
+    info: object = None
+    steps_per_epoch: int = 0
+    schedule: object = None
+    model: object = None
+    initial_step: int = 0
+    results: dict = field(default_factory=dict)
+    verification: object = None
+    callbacks: list = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.config.run_dir / "checkpoints"
+
+    @property
+    def results_path(self) -> Path:
+        return self.config.run_dir / "results.json"
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    def epoch_dataset(self, epoch: int):
+        """Epoch ``epoch``'s batches, in an order that depends on the seed and the epoch only."""
+        from pocketnet_tf.data import pipeline
+
+        dataset, _ = pipeline.build_dataset(self.source, batch_size=self.config.batch_size, training=True,
+                                            image_size=self.config.input_size,
+                                            seed=self.config.seed * 100_003 + epoch)
+        return dataset
+
+
 def train_stage(config: TrainConfig, strategy) -> dict:
     """Trains one stage (see the module doc); returns its results (also in ``results.json``)."""
-    from pocketnet_tf.data import pipeline
-    from pocketnet_tf.train import callbacks as cb
-    from pocketnet_tf.train.head_sharding import GatherHeadShards, describe_head, resumed_head_is_sharded
-    from pocketnet_tf.train.loop import fit_epochs
-    from pocketnet_tf.train.teacher_schedule import TeacherScheduleCallback
-
-    chief = is_chief(strategy)
-    run_dir = config.run_dir
-    started = time.time()
-    handler = None
-    if chief:
-        ensure_dir(run_dir)  # the teacher stage's <workdir>/teacher is new
-        handler = attach_log_file(run_dir / "train.log")
-        _remove_stale_temporaries(run_dir)
+    stage = _Stage(config, strategy, chief=is_chief(strategy), started=time.time())
+    handler = _open_stage_directory(config.run_dir) if stage.chief else None
     try:
-        logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s), precision %s", run_dir,
-                     config.model, config.kd, config.epochs, config.batch_size, strategy.num_replicas_in_sync,
-                     config.precision)
-        ckpt_dir = run_dir / "checkpoints"
-        state = cb.read_checkpoint_state(ckpt_dir)
-        if state is not None and not config.resume:  # refused before any work
-            raise ValueError(f"{ckpt_dir}: a previous run left checkpoints (step {state['global_step']}); "
-                             "pass --resume to continue it or use a new --workdir")
-        if config.batch_size % strategy.num_replicas_in_sync:
-            raise ValueError(f"--batch_size={config.batch_size} is not divisible by the "
-                             f"{strategy.num_replicas_in_sync} replicas")
-        warning = replica_batch_warning(config, strategy.num_replicas_in_sync)
-        if warning:
-            logging.warning("%s", warning)
-        bins = resolve_eval_bins(config)
-        source = pipeline.open_source(config.data_location)
-        _, info = pipeline.build_dataset(source, batch_size=config.batch_size, training=True,
-                                         image_size=config.input_size, seed=config.seed)
-        steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch
-        if steps_per_epoch < 1:
-            raise ValueError(f"{config.data_location}: {info.num_images} images give no full batch of {config.batch_size}")
-        total_steps = steps_per_epoch * config.epochs
-        logging.info("data %s: %d images, %d classes, %d steps per epoch", info.location, info.num_images,
-                     info.num_classes, steps_per_epoch)
-
-        def epoch_dataset(epoch):
-            ds, _ = pipeline.build_dataset(source, batch_size=config.batch_size, training=True,
-                                           image_size=config.input_size, seed=config.seed * 100_003 + epoch)
-            return ds
-
-        schedule = _teacher_schedule(config)
-        keras.utils.set_random_seed(config.seed)
-        sharded = bool(config.resume) and resumed_head_is_sharded(run_dir / "checkpoints")
-        with strategy.scope():
-            model = build_model(config, info.num_classes, steps_per_epoch, resuming_sharded=sharded)
-        logging.info("margin head: %s", describe_head(model.head))
-        if schedule is not None:
-            # Fail fast: every SavedModel of the schedule must load and fit the student.
-            schedule.validate(model.input_image_shape, model.embedding_size)
-            logging.info("teacher schedule validated: %d SavedModel(s) for %d epochs",
-                         len(schedule.unique_paths()), schedule.epochs)
-
-        initial_step = 0
-        if state is not None:
-            initial_step = cb.restore_checkpoint(model, ckpt_dir, steps_per_epoch, state)
-            if initial_step >= total_steps:
-                logging.info("resumed from %s at global step %d: training complete", state["weights_path"], initial_step)
-            else:
-                logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],
-                             initial_step, initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch)
-        elif config.resume:
-            logging.info("--resume: no checkpoint in %s, starting from scratch", ckpt_dir)
-        if chief:  # the run is accepted: record its configuration (never earlier)
-            logging.info("run record: %s", write_run_records(run_dir, config))
-
-        results_path = run_dir / "results.json"
-        results = _read_json(results_path) if initial_step else {}
-        results.update({"status": "running", "model": config.model, "kd": config.kd, "epochs": config.epochs,
-                        "steps_per_epoch": steps_per_epoch, "num_classes": info.num_classes,
-                        "num_images": info.num_images})
-        verification = None
-        if bins and chief:
-            # The evaluation engineer's callback: decodes the sets once at the model's input size,
-            # evaluates every --eval_every_steps and at each epoch end, logs to TensorBoard.
-            verification = VerificationCallback(bins, every_n_steps=config.eval_every_steps, every_n_epochs=1,
-                                                batch_size=config.eval_batch_size, log_dir=run_dir / "tensorboard")
-            verification.set_model(model)
-            if "before" not in results:
-                results["before"] = _summaries(verification.evaluate())
-                logging.info("verification before training: %s", _fmt_acc(results["before"]))
-        if chief:
-            write_json_atomic(results_path, results)  # kept by a resumed run ("before", history so far)
-
-        callbacks = [DivergenceGuard()]  # first: a diverged step reaches no later callback
-        if schedule is not None:
-            first_epoch = min(initial_step // steps_per_epoch, config.epochs - 1)
-            model.set_teacher(schedule.path_for(first_epoch), retrace=False)
-            callbacks.append(TeacherScheduleCallback(schedule, validated=True))
-        callbacks.append(GatherHeadShards(config.checkpoint_every_steps))  # every worker, before the checkpoint
-        if chief:
-            if verification is not None:
-                callbacks.append(verification)
-            if config.export_teacher:
-                callbacks.append(cb.TeacherExporter(model.backbone, run_dir / "teachers"))
-            callbacks.append(cb.TrainingLogger(config.batch_size, total_steps, config.log_every_steps,
-                                               log_dir=run_dir / "tensorboard"))
-            callbacks.append(cb.ResumableCheckpoint(ckpt_dir, steps_per_epoch, config.checkpoint_every_steps))
-        history_callback = _LossHistory(results, results_path if chief else None)
-        callbacks.append(history_callback)
-
-        if initial_step < total_steps:
-            try:
-                fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                           initial_step=initial_step, callbacks=callbacks, verbose=config.verbose)
-            except Exception as err:  # noqa: BLE001 - recorded, then re-raised
-                if chief:
-                    _record_stop(results_path, results, "diverged" if isinstance(err, DivergenceError) else "failed",
-                                 err, started)
-                raise
-        else:
-            logging.info("stage already complete (%d steps)", initial_step)
-        if info.corrupt.count:
-            logging.warning("data: %s", info.corrupt.summary())
-
-        if chief:
-            if schedule is not None:
-                switches = [s for cbk in callbacks if isinstance(cbk, TeacherScheduleCallback) for s in cbk.switches]
-                results.setdefault("teachers", {})
-                for epoch, path, how in switches:
-                    results["teachers"].setdefault(str(epoch + 1), {}).update(path=path, switch=how)
-            if verification is not None:
-                results["after"] = _summaries(verification.evaluate())
-                results["best"] = {name: {"accuracy": acc, "step": step} for name, (acc, step) in verification.best.items()}
-                logging.info("verification after training: %s", _fmt_acc(results["after"]))
-            if config.save_student:
-                from pocketnet_tf.train.precision import float32_copy
-
-                with atomic_path(run_dir / "student.keras") as tmp:
-                    float32_copy(model.backbone).save(tmp)  # float32 whatever --precision
-                results["student"] = str(run_dir / "student.keras")
-            if config.export_teacher:
-                results["teacher_manifest"] = str(run_dir / "teachers" / "manifest.json")
-            results["corrupt_records"] = info.corrupt.count
-            results["seconds"] = round(results.get("seconds", 0.0) + time.time() - started, 1)
-            results["status"] = "completed"
-            results.pop("error", None)
-            write_json_atomic(results_path, results)
-        return results
+        logging.info("stage %s: model %s, kd %s, %d epochs, global batch %d, %d replica(s), precision %s",
+                     config.run_dir, config.model, config.kd, config.epochs, config.batch_size,
+                     strategy.num_replicas_in_sync, config.precision)
+        _check_stage_can_start(stage)
+        stage.bins = resolve_eval_bins(config)
+        _open_training_data(stage)
+        stage.schedule = _teacher_schedule(config)
+        _build_stage_model(stage)
+        _restore_or_start(stage)
+        _start_results(stage)
+        stage.callbacks = _stage_callbacks(stage)
+        _fit_stage(stage)
+        if stage.chief:
+            _finish_results(stage)
+        return stage.results
     finally:
         if handler is not None:
             logging.get_absl_logger().removeHandler(handler)
             handler.close()
+
+
+def _open_stage_directory(run_dir: Path):
+    """Creates the stage directory (the teacher stage's ``<workdir>/teacher`` is new), starts its
+    ``train.log`` and clears an earlier attempt's temporaries; returns the log handler."""
+    ensure_dir(run_dir)
+    handler = attach_log_file(run_dir / "train.log")
+    _remove_stale_temporaries(run_dir)
+    return handler
+
+
+def _check_stage_can_start(stage: _Stage) -> None:
+    """Refuses, before any work, checkpoints without ``--resume`` and a batch the replicas cannot
+    share; warns when the per-replica batch is not the recipe's."""
+    from pocketnet_tf.fitting.checkpoints import read_checkpoint_state
+
+    config, replicas = stage.config, stage.strategy.num_replicas_in_sync
+    stage.checkpoint_state = read_checkpoint_state(stage.checkpoint_dir)
+    if stage.checkpoint_state is not None and not config.resume:
+        raise ValueError(f"{stage.checkpoint_dir}: a previous run left checkpoints "
+                         f"(step {stage.checkpoint_state['global_step']}); "
+                         "pass --resume to continue it or use a new --workdir")
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch_size={config.batch_size} is not divisible by the {replicas} replicas")
+    warning = replica_batch_warning(config, replicas)
+    if warning:
+        logging.warning("%s", warning)
+
+
+def _open_training_data(stage: _Stage) -> None:
+    """Opens the training source and fixes the steps per epoch (``--steps_per_epoch`` or full batches)."""
+    from pocketnet_tf.data import pipeline
+
+    config = stage.config
+    stage.source = pipeline.open_source(config.data_location)
+    _, stage.info = pipeline.build_dataset(stage.source, batch_size=config.batch_size, training=True,
+                                           image_size=config.input_size, seed=config.seed)
+    stage.steps_per_epoch = config.steps_per_epoch or stage.info.steps_per_epoch
+    if stage.steps_per_epoch < 1:
+        raise ValueError(f"{config.data_location}: {stage.info.num_images} images give no full batch of "
+                         f"{config.batch_size}")
+    logging.info("data %s: %d images, %d classes, %d steps per epoch", stage.info.location, stage.info.num_images,
+                 stage.info.num_classes, stage.steps_per_epoch)
+
+
+def _build_stage_model(stage: _Stage) -> None:
+    """Builds the model under the strategy (keeping a resumed Partial FC head) and checks every
+    teacher SavedModel of the schedule against it."""
+    from pocketnet_tf.train.head_sharding import describe_head, resumed_head_is_sharded
+
+    config = stage.config
+    keras.utils.set_random_seed(config.seed)
+    sharded = bool(config.resume) and resumed_head_is_sharded(stage.checkpoint_dir)
+    with stage.strategy.scope():
+        stage.model = build_model(config, stage.info.num_classes, stage.steps_per_epoch, resuming_sharded=sharded)
+    logging.info("margin head: %s", describe_head(stage.model.head))
+    if stage.schedule is not None:
+        # Fail fast: every SavedModel of the schedule must load and fit the student.
+        stage.schedule.validate(stage.model.input_image_shape, stage.model.embedding_size)
+        logging.info("teacher schedule validated: %d SavedModel(s) for %d epochs",
+                     len(stage.schedule.unique_paths()), stage.schedule.epochs)
+
+
+def _restore_or_start(stage: _Stage) -> None:
+    """Restores the newest intact checkpoint (sets the initial step); the chief then records the
+    accepted run's configuration (never earlier)."""
+    from pocketnet_tf.fitting.checkpoints import restore_checkpoint
+
+    state, steps_per_epoch = stage.checkpoint_state, stage.steps_per_epoch
+    if state is not None:
+        stage.initial_step = restore_checkpoint(stage.model, stage.checkpoint_dir, steps_per_epoch, state)
+        if stage.initial_step >= stage.total_steps:
+            logging.info("resumed from %s at global step %d: training complete", state["weights_path"],
+                         stage.initial_step)
+        else:
+            logging.info("resumed from %s at global step %d (epoch %d, step %d)", state["weights_path"],
+                         stage.initial_step, stage.initial_step // steps_per_epoch + 1,
+                         stage.initial_step % steps_per_epoch)
+    elif stage.config.resume:
+        logging.info("--resume: no checkpoint in %s, starting from scratch", stage.checkpoint_dir)
+    if stage.chief:
+        logging.info("run record: %s", write_run_records(stage.run_dir, stage.config))
+
+
+def _start_results(stage: _Stage) -> None:
+    """The stage's results so far (a resumed run keeps "before" and the history), the accuracy
+    before training, written to ``results.json`` by the chief."""
+    config = stage.config
+    stage.results = _read_json(stage.results_path) if stage.initial_step else {}
+    stage.results.update({"status": "running", "model": config.model, "kd": config.kd, "epochs": config.epochs,
+                          "steps_per_epoch": stage.steps_per_epoch, "num_classes": stage.info.num_classes,
+                          "num_images": stage.info.num_images})
+    if stage.bins and stage.chief:
+        # The evaluation engineer's callback: decodes the sets once at the model's input size,
+        # evaluates every --eval_every_steps and at each epoch end, logs to TensorBoard.
+        stage.verification = VerificationCallback(stage.bins, every_n_steps=config.eval_every_steps,
+                                                  every_n_epochs=1, batch_size=config.eval_batch_size,
+                                                  log_dir=stage.run_dir / "tensorboard")
+        stage.verification.set_model(stage.model)
+        if "before" not in stage.results:
+            stage.results["before"] = _summaries(stage.verification.evaluate())
+            logging.info("verification before training: %s", _fmt_acc(stage.results["before"]))
+    if stage.chief:
+        write_json_atomic(stage.results_path, stage.results)
+
+
+def _stage_callbacks(stage: _Stage) -> list:
+    """The callbacks, in the order that matters: the divergence guard first (a diverged step reaches
+    no later callback), the shards gathered on every worker before the chief's checkpoint."""
+    from pocketnet_tf.train import callbacks as cb
+    from pocketnet_tf.train.head_sharding import GatherHeadShards
+    from pocketnet_tf.train.teacher_schedule import TeacherScheduleCallback
+
+    config, model = stage.config, stage.model
+    callbacks = [DivergenceGuard()]
+    if stage.schedule is not None:
+        first_epoch = min(stage.initial_step // stage.steps_per_epoch, config.epochs - 1)
+        model.set_teacher(stage.schedule.path_for(first_epoch), retrace=False)
+        callbacks.append(TeacherScheduleCallback(stage.schedule, validated=True))
+    callbacks.append(GatherHeadShards(config.checkpoint_every_steps))
+    if stage.chief:
+        if stage.verification is not None:
+            callbacks.append(stage.verification)
+        if config.export_teacher:
+            callbacks.append(cb.TeacherExporter(model.backbone, stage.run_dir / "teachers"))
+        callbacks.append(cb.TrainingLogger(config.batch_size, stage.total_steps, config.log_every_steps,
+                                           log_dir=stage.run_dir / "tensorboard"))
+        callbacks.append(cb.ResumableCheckpoint(stage.checkpoint_dir, stage.steps_per_epoch,
+                                                config.checkpoint_every_steps))
+    callbacks.append(_LossHistory(stage.results, stage.results_path if stage.chief else None))
+    return callbacks
+
+
+def _fit_stage(stage: _Stage) -> None:
+    """Trains from the initial step to the end; a failure is recorded in ``results.json``
+    (``diverged`` or ``failed``) and re-raised."""
+    from pocketnet_tf.fitting.loop import fit_epochs
+
+    if stage.initial_step < stage.total_steps:
+        try:
+            fit_epochs(stage.model, stage.epoch_dataset, epochs=stage.config.epochs,
+                       steps_per_epoch=stage.steps_per_epoch, initial_step=stage.initial_step,
+                       callbacks=stage.callbacks, verbose=stage.config.verbose)
+        except Exception as err:  # noqa: BLE001 - recorded, then re-raised
+            if stage.chief:
+                _record_stop(stage.results_path, stage.results,
+                             "diverged" if isinstance(err, DivergenceError) else "failed", err, stage.started)
+            raise
+    else:
+        logging.info("stage already complete (%d steps)", stage.initial_step)
+    if stage.info.corrupt.count:
+        logging.warning("data: %s", stage.info.corrupt.summary())
+
+
+def _finish_results(stage: _Stage) -> None:
+    """The chief's last word: teacher switches, accuracy after training, ``student.keras``
+    (float32 whatever ``--precision``), timing and ``status: completed``."""
+    from pocketnet_tf.train.teacher_schedule import TeacherScheduleCallback
+
+    config, results, run_dir = stage.config, stage.results, stage.run_dir
+    if stage.schedule is not None:
+        switches = [s for cbk in stage.callbacks if isinstance(cbk, TeacherScheduleCallback) for s in cbk.switches]
+        results.setdefault("teachers", {})
+        for epoch, path, how in switches:
+            results["teachers"].setdefault(str(epoch + 1), {}).update(path=path, switch=how)
+    if stage.verification is not None:
+        results["after"] = _summaries(stage.verification.evaluate())
+        results["best"] = {name: {"accuracy": acc, "step": step}
+                           for name, (acc, step) in stage.verification.best.items()}
+        logging.info("verification after training: %s", _fmt_acc(results["after"]))
+    if config.save_student:
+        from pocketnet_tf.fitting.precision import float32_copy
+
+        with atomic_path(run_dir / "student.keras") as tmp:
+            float32_copy(stage.model.backbone).save(tmp)
+        results["student"] = str(run_dir / "student.keras")
+    if config.export_teacher:
+        results["teacher_manifest"] = str(run_dir / "teachers" / "manifest.json")
+    results["corrupt_records"] = stage.info.corrupt.count
+    results["seconds"] = round(results.get("seconds", 0.0) + time.time() - stage.started, 1)
+    results["status"] = "completed"
+    results.pop("error", None)
+    write_json_atomic(stage.results_path, results)
 
 
 def _record_stop(results_path: Path, results: dict, status: str, err: Exception, started: float) -> None:

@@ -261,7 +261,7 @@ def check_finite_output(teacher, input_shape, name: str) -> None:
 
 def check_finite_weights(variables, name: str) -> None:
     """Refuses a teacher with a NaN or infinite weight, naming the first such variable."""
-    from pocketnet_tf.train.guard import first_non_finite
+    from pocketnet_tf.fitting.guard import first_non_finite
 
     variable = first_non_finite(variables)
     if variable is not None:
