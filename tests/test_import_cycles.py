@@ -115,16 +115,13 @@ def test_the_package_has_no_import_cycle():
 
 
 # Search fits with what it shares with training (``fitting/``), never with ``train/`` itself.
-# ``search/flags.py`` still names the precisions through ``train.precision`` (a re-export of
-# ``fitting.precision``); the flags rework of issue #11 rewrites that file.
-_SEARCH_TO_TRAIN_PENDING = {("pocketnet_tf.search.flags", "pocketnet_tf.train.precision")}
 
 
 def test_search_does_not_import_train():
     graph = import_graph(REPO)
     edges = {(module, target) for module, targets in graph.items() if module.startswith("pocketnet_tf.search")
              for target in targets if target == "pocketnet_tf.train" or target.startswith("pocketnet_tf.train.")}
-    assert edges <= _SEARCH_TO_TRAIN_PENDING, sorted(edges - _SEARCH_TO_TRAIN_PENDING)
+    assert not edges, sorted(edges)
 
 
 def _write(root: Path, relative: str, text: str) -> None:

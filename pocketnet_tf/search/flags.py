@@ -17,7 +17,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     a fresh ``FlagValues``)."""
     from pocketnet_tf.cli import require_finite_floats
     from pocketnet_tf.search.config import RANK_EDGES_BY, SELECT_GENOTYPE, STRATEGIES, SearchConfig
-    from pocketnet_tf.train.precision import PRECISIONS
+    from pocketnet_tf.fitting.precision import PRECISIONS
 
     fv = {"flag_values": flag_values}
 
