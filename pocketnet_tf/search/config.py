@@ -25,7 +25,8 @@ class SearchConfig(RunConfig):
     (``alpha_grad_includes_train_loss=False``: the original steps alpha after the weight backward,
     so its alpha gradient also holds grad_alpha L_train), edge ranking (``rank_edges_by="softmax"``;
     the original ranks by raw alpha) and the result (``select_genotype="final"``; the original
-    keeps the best epoch's genotype)."""
+    keeps the best epoch's genotype). ``--alpha_grad_includes_train_loss --rank_edges_by=alpha
+    --select_genotype=best`` restores all three."""
 
     workdir: str
     # run
