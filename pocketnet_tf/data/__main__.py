@@ -1,7 +1,7 @@
 """``python -m pocketnet_tf.data synth | convert | info``: make, convert and inspect face datasets.
 
   synth    --out=DIR [--identities=N --images_per_identity=M --seed=S --size=112
-           --val_identities=K --val_pairs=P]
+           --val_identities=K --val_pairs=P --nuisance=1.0]
            writes DIR/train.rec, train.idx, property (insightface layout) and DIR/synth_val.bin
            (verification pairs of held-out identities).
   convert  --src=DIR|FILE --out=OUTDIR [--shards=N --seed=S]
@@ -37,6 +37,9 @@ _SIZE = flags.DEFINE_integer("size", 112, "synth: image side in pixels (112 = in
 _VAL_IDS = flags.DEFINE_integer("val_identities", 50, "synth: held-out identities in synth_val.bin.", lower_bound=2)
 _VAL_PAIRS = flags.DEFINE_integer("val_pairs", 600, "synth: verification pairs in synth_val.bin (half same, half "
                                   "different; 0 = no .bin).", lower_bound=0)
+_NUISANCE = flags.DEFINE_float("nuisance", 1.0, "synth: nuisance strength (pose in the image plane, illumination, "
+                               "occluders, blur, noise): 0 off, 1 the default, 2 twice as strong.", lower_bound=0.0,
+                               upper_bound=3.0)
 _SHARDS = flags.DEFINE_integer("shards", None, "convert: number of shards (default: one per ~150 MB of source "
                                 "data).", lower_bound=1)
 _DECODE = flags.DEFINE_boolean("decode", False, "info: also read and decode every image, counting corrupt ones.")
@@ -69,6 +72,7 @@ def _synth():
         size=_SIZE.value,
         val_identities=_VAL_IDS.value,
         val_pairs=_VAL_PAIRS.value,
+        nuisance=_NUISANCE.value,
     )
     return synthetic.generate(config)
 

@@ -49,6 +49,8 @@ _ID_UNIFORMS = 96
 _IMG_UNIFORMS = 48
 _IMG_NORMALS = 16
 _CHUNK = 64
+# Largest nuisance strength: at 3 a shift reaches 0.36 of the half-frame and the face often leaves it.
+MAX_NUISANCE = 3.0
 
 _SKIN_LIGHT = np.array([226.0, 188.0, 160.0], np.float32)
 _SKIN_DARK = np.array([150.0, 104.0, 78.0], np.float32)
@@ -70,6 +72,7 @@ class SynthConfig:
     size: int = 112
     val_identities: int = 50
     val_pairs: int = 600
+    nuisance: float = 1.0
 
     def __post_init__(self):
         checks = [
@@ -79,6 +82,7 @@ class SynthConfig:
             (self.val_identities >= 2 or self.val_pairs == 0, f"val_identities must be >= 2, got {self.val_identities}"),
             (self.val_pairs >= 0, f"val_pairs must be >= 0, got {self.val_pairs}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (0.0 <= self.nuisance <= MAX_NUISANCE, f"nuisance must be in 0..{MAX_NUISANCE}, got {self.nuisance}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -166,8 +170,21 @@ def sample_identities(seed: int, ids, *, stream: int = _TRAIN_ID) -> dict[str, n
     return p
 
 
-def sample_nuisance(seed: int, stream: int, keys) -> tuple[dict[str, np.ndarray], list[np.random.Generator]]:
-    """Per-image nuisance for images keyed ``keys`` (tuples), plus each image's generator for pixel noise."""
+def sample_nuisance(seed: int, stream: int, keys, *, strength: float = 1.0
+                    ) -> tuple[dict[str, np.ndarray], list[np.random.Generator]]:
+    """Per-image nuisance for images keyed ``keys`` (tuples), plus each image's generator for pixel noise.
+
+    ``strength`` scales the spread of pose in the image plane (shift, rotation, scale), of
+    illumination (gain, colour cast, directional light, gamma), the occluder and blur
+    probabilities and the sensor noise: 0 switches these off, 1 is the default, 2 doubles them.
+    Head turn, expression, background and JPEG quality do not change with it (the row bands of
+    :class:`_Bands` assume the default head turn). The same random numbers are drawn whatever the
+    strength, and at 1 every constant is multiplied by exactly 1.0, so the default is bit-identical
+    to the generator without the knob.
+    """
+    s = float(strength)
+    if not 0.0 <= s <= MAX_NUISANCE:
+        raise ValueError(f"nuisance strength must be in 0..{MAX_NUISANCE}, received {strength}")
     gens = [np.random.default_rng([seed, stream, *map(int, k)]) for k in keys]
     u = np.stack([g.random(_IMG_UNIFORMS) for g in gens]).astype(np.float64)
     z = np.stack([g.standard_normal(_IMG_NORMALS) for g in gens]).astype(np.float64)
@@ -175,10 +192,10 @@ def sample_nuisance(seed: int, stream: int, keys) -> tuple[dict[str, np.ndarray]
     cz = iter(range(_IMG_NORMALS))
 
     q: dict[str, np.ndarray] = {}
-    q["tx"] = np.clip(0.045 * z[:, next(cz)], -0.12, 0.12)
-    q["ty"] = np.clip(0.045 * z[:, next(cz)], -0.12, 0.12)
-    q["rot"] = np.clip(0.10 * z[:, next(cz)], -0.26, 0.26)
-    q["scale"] = np.exp(np.clip(0.06 * z[:, next(cz)], -0.15, 0.15))
+    q["tx"] = np.clip(0.045 * s * z[:, next(cz)], -0.12 * s, 0.12 * s)
+    q["ty"] = np.clip(0.045 * s * z[:, next(cz)], -0.12 * s, 0.12 * s)
+    q["rot"] = np.clip(0.10 * s * z[:, next(cz)], -0.26 * s, 0.26 * s)
+    q["scale"] = np.exp(np.clip(0.06 * s * z[:, next(cz)], -0.15 * s, 0.15 * s))
     q["yaw"] = np.clip(0.055 * z[:, next(cz)], -0.13, 0.13)
     q["pitch"] = np.clip(0.025 * z[:, next(cz)], -0.06, 0.06)
     q["smile"] = _lerp(-0.25, 1.0, u[:, next(cu)])
@@ -188,12 +205,12 @@ def sample_nuisance(seed: int, stream: int, keys) -> tuple[dict[str, np.ndarray]
     q["brow_raise"] = 0.012 * z[:, next(cz)]
     q["gaze"] = 0.25 * z[:, next(cz)]
     q["hair_jit"] = 0.02 * z[:, next(cz)]
-    q["gain"] = np.exp(_lerp(np.log(0.55), np.log(1.45), u[:, next(cu)]))
-    q["cast"] = np.exp(0.08 * np.stack([z[:, next(cz)], z[:, next(cz)], z[:, next(cz)]], 1))
+    q["gain"] = np.exp(_lerp(np.log(0.55) * s, np.log(1.45) * s, u[:, next(cu)]))
+    q["cast"] = np.exp(0.08 * s * np.stack([z[:, next(cz)], z[:, next(cz)], z[:, next(cz)]], 1))
     ang = u[:, next(cu)] * 2 * np.pi
     q["light_x"], q["light_y"] = np.cos(ang), np.sin(ang)
-    q["light_k"] = _lerp(0.0, 0.5, u[:, next(cu)])
-    q["gamma"] = np.exp(0.15 * z[:, next(cz)])
+    q["light_k"] = _lerp(0.0, 0.5 * s, u[:, next(cu)])
+    q["gamma"] = np.exp(0.15 * s * z[:, next(cz)])
     q["bg1"] = _lerp(15.0, 240.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
     q["bg2"] = _lerp(15.0, 240.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
     bg_ang = u[:, next(cu)] * 2 * np.pi
@@ -203,15 +220,15 @@ def sample_nuisance(seed: int, stream: int, keys) -> tuple[dict[str, np.ndarray]
     q["blob_y"] = _lerp(-1.0, 1.0, u[:, next(cu)])
     q["blob_r"] = _lerp(0.2, 0.6, u[:, next(cu)])
     q["blob_col"] = _lerp(15.0, 240.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
-    q["occ_on"] = u[:, next(cu)] < 0.22
+    q["occ_on"] = u[:, next(cu)] < min(0.22 * s, 1.0)
     q["occ_round"] = u[:, next(cu)] < 0.5
     q["occ_x"] = _lerp(-0.75, 0.75, u[:, next(cu)])
     q["occ_y"] = _lerp(-0.6, 0.95, u[:, next(cu)])
     q["occ_a"] = _lerp(0.10, 0.32, u[:, next(cu)])
     q["occ_b"] = _lerp(0.08, 0.28, u[:, next(cu)])
     q["occ_col"] = _lerp(10.0, 245.0, np.stack([u[:, next(cu)], u[:, next(cu)], u[:, next(cu)]], 1))
-    q["blur"] = u[:, next(cu)] < 0.3
-    q["noise"] = _lerp(1.0, 7.0, u[:, next(cu)])
+    q["blur"] = u[:, next(cu)] < min(0.3 * s, 1.0)
+    q["noise"] = _lerp(1.0 * s, 7.0 * s, u[:, next(cu)])
     q["jpeg_q"] = np.floor(_lerp(60.0, 96.0, u[:, next(cu)]))
     for key, value in q.items():
         q[key] = np.asarray(value, dtype=np.float32) if value.dtype != bool else value
@@ -462,23 +479,25 @@ def _render_jpegs(latents, rows, nuis, gens, size):
             yield preprocess.encode_jpeg(image, quality=int(quality))
 
 
-def render_identity_images(seed: int, identities: int, images_per_identity: int, size: int, *, first: int = 0):
+def render_identity_images(seed: int, identities: int, images_per_identity: int, size: int, *, first: int = 0,
+                           nuisance: float = 1.0):
     """The training images of identities ``first .. first+identities-1`` as decoded pixels (no JPEG).
 
     Returns:
       ``(uint8 (identities * images_per_identity, size, size, 3), identity number per image)``,
-      identity-major, exactly the pixels :func:`generate` encodes for those identities.
+      identity-major, exactly the pixels :func:`generate` encodes for those identities (with the
+      same ``nuisance`` strength, see :func:`sample_nuisance`).
     """
     ids = np.arange(first, first + identities)
     latents = sample_identities(seed, ids, stream=_TRAIN_ID)
     keys = [(i, j) for i in ids for j in range(images_per_identity)]
-    nuis, gens = sample_nuisance(seed, _TRAIN_IMG, keys)
+    nuis, gens = sample_nuisance(seed, _TRAIN_IMG, keys, strength=nuisance)
     rows = np.repeat(np.arange(identities), images_per_identity)
     images = np.concatenate([chunk for _, chunk in _render_chunks(latents, rows, nuis, gens, size)])
     return images, ids[rows]
 
 
-def make_verification_pairs(seed: int, val_identities: int, val_pairs: int, size: int):
+def make_verification_pairs(seed: int, val_identities: int, val_pairs: int, size: int, *, nuisance: float = 1.0):
     """Held-out verification pairs: ``(list of 2P JPEG bytes, list of P bools)``.
 
     Identities come from a stream disjoint from the training identities. Exactly
@@ -496,7 +515,7 @@ def make_verification_pairs(seed: int, val_identities: int, val_pairs: int, size
     who = np.stack([first, second], 1).reshape(-1)
     latents = sample_identities(seed, np.arange(val_identities), stream=_VAL_ID)
     keys = [(k, side) for k in range(val_pairs) for side in (0, 1)]
-    nuis, gens = sample_nuisance(seed, _VAL_IMG, keys)
+    nuis, gens = sample_nuisance(seed, _VAL_IMG, keys, strength=nuisance)
     images = list(_render_jpegs(latents, who, nuis, gens, size))
     return images, issame.tolist()
 
@@ -516,7 +535,7 @@ def generate(config: SynthConfig) -> dict:
     ids = np.arange(n_id)
     latents = sample_identities(config.seed, ids, stream=_TRAIN_ID)
     keys = [(i, j) for i in range(n_id) for j in range(per)]
-    nuis, gens = sample_nuisance(config.seed, _TRAIN_IMG, keys)
+    nuis, gens = sample_nuisance(config.seed, _TRAIN_IMG, keys, strength=config.nuisance)
     labels = np.repeat(ids, per)
 
     jpegs = _render_jpegs(latents, labels, nuis, gens, config.size)
@@ -528,10 +547,12 @@ def generate(config: SynthConfig) -> dict:
         "num_classes": n_id,
         "num_images": rec["num_images"],
         "size": config.size,
+        "nuisance": config.nuisance,
         "files": {"train.rec": rec["rec"], "train.idx": rec["idx"], "property": rec["property"]},
     }
     if config.val_pairs > 0:
-        val_images, issame = make_verification_pairs(config.seed, config.val_identities, config.val_pairs, config.size)
+        val_images, issame = make_verification_pairs(config.seed, config.val_identities, config.val_pairs, config.size,
+                                                     nuisance=config.nuisance)
         bin_path = out / "synth_val.bin"
         bin_file.write_bin(bin_path, val_images, issame)
         summary["files"]["synth_val.bin"] = str(bin_path)
@@ -543,7 +564,7 @@ def generate(config: SynthConfig) -> dict:
 
 
 def ensure_dataset(out, *, identities: int, images_per_identity: int, seed: int, size: int,
-                   val_identities: int, val_pairs: int):
+                   val_identities: int, val_pairs: int, nuisance: float = 1.0):
     """Generates a synthetic dataset into ``out`` unless ``train.rec``/``train.idx`` are there.
 
     Written into a temporary directory renamed on success, so an interrupted generation never
@@ -559,12 +580,12 @@ def ensure_dataset(out, *, identities: int, images_per_identity: int, seed: int,
     if (out / "train.rec").exists() and (out / "train.idx").exists():
         logging.info("synthetic data present in %s", out)
         return out
-    logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d)", out,
-                 identities, images_per_identity, size, size)
+    logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d, nuisance %g)", out,
+                 identities, images_per_identity, size, size, nuisance)
     with atomic_path(out, suffix="") as tmp:
         summary = generate(SynthConfig(
             out=str(tmp), identities=identities, images_per_identity=images_per_identity,
-            seed=seed, size=size, val_identities=val_identities, val_pairs=val_pairs,
+            seed=seed, size=size, val_identities=val_identities, val_pairs=val_pairs, nuisance=nuisance,
         ))
     logging.info("synthetic data: %d images of %d identities in %.1fs", summary["num_images"],
                  summary["num_classes"], summary["seconds"])
