@@ -682,30 +682,49 @@ def generate(config: SynthConfig) -> dict:
     return summary
 
 
+_ARGUMENTS_FILE = "synthetic.json"
+
+
 def ensure_dataset(out, *, identities: int, images_per_identity: int, seed: int, size: int,
                    val_identities: int, val_pairs: int, nuisance: float = 1.0):
     """Generates a synthetic dataset into ``out`` unless ``train.rec``/``train.idx`` are there.
 
     Written into a temporary directory renamed on success, so an interrupted generation never
-    leaves a half-written dataset that a later run would accept. Returns ``out`` as a Path.
+    leaves a half-written dataset that a later run would accept. The generator arguments are
+    recorded in ``out/synthetic.json``; a dataset there made with other arguments is refused
+    (a changed ``--synth_*`` flag would otherwise train on the old data). Returns ``out`` as a Path.
     """
+    import json
     from pathlib import Path
 
     from absl import logging
 
-    from pocketnet_tf.io_utils import atomic_path
+    from pocketnet_tf.io_utils import atomic_path, write_json_atomic
 
     out = Path(out)
+    arguments = {"identities": identities, "images_per_identity": images_per_identity, "seed": seed, "size": size,
+                 "val_identities": val_identities, "val_pairs": val_pairs, "nuisance": float(nuisance)}
     if (out / "train.rec").exists() and (out / "train.idx").exists():
+        recorded_path = out / _ARGUMENTS_FILE
+        if recorded_path.is_file():
+            try:
+                recorded = json.loads(recorded_path.read_text())
+            except ValueError as err:
+                raise ValueError(f"{recorded_path}: not valid JSON ({err})") from None
+            # Files written before the nuisance knob existed were made at the default strength.
+            differ = {k: (recorded.get(k, 1.0 if k == "nuisance" else None), v) for k, v in arguments.items()
+                      if recorded.get(k, 1.0 if k == "nuisance" else None) != v}
+            if differ:
+                details = ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in differ.items())
+                raise ValueError(f"{out} holds synthetic data made with other arguments ({details}); "
+                                 "remove it or use another --data/--workdir")
         logging.info("synthetic data present in %s", out)
         return out
     logging.info("generating synthetic data into %s (%d identities x %d images, %dx%d, nuisance %g)", out,
                  identities, images_per_identity, size, size, nuisance)
     with atomic_path(out, suffix="") as tmp:
-        summary = generate(SynthConfig(
-            out=str(tmp), identities=identities, images_per_identity=images_per_identity,
-            seed=seed, size=size, val_identities=val_identities, val_pairs=val_pairs, nuisance=nuisance,
-        ))
+        summary = generate(SynthConfig(out=str(tmp), **arguments))
+        write_json_atomic(Path(tmp) / _ARGUMENTS_FILE, arguments)
     logging.info("synthetic data: %d images of %d identities in %.1fs", summary["num_images"],
                  summary["num_classes"], summary["seconds"])
     return out

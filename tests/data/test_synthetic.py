@@ -227,3 +227,17 @@ def test_generate_records_the_nuisance(tmp_path):
     pixels, _ = synthetic.render_identity_images(1, 4, 3, 32, nuisance=2.0)
     nuis, _ = synthetic.sample_nuisance(1, 1, [(i, j) for i in range(4) for j in range(3)], strength=2.0)
     assert pipeline.open_source(a).read_image(5) == preprocess.encode_jpeg(pixels[5], quality=int(nuis["jpeg_q"][5]))
+
+
+def test_ensure_dataset_refuses_data_made_with_other_arguments(tmp_path):
+    args = dict(identities=4, images_per_identity=2, seed=1, size=24, val_identities=3, val_pairs=4)
+    out = synthetic.ensure_dataset(tmp_path / "data", **args, nuisance=1.5)
+    before = _files(out)
+    assert synthetic.ensure_dataset(out, **args, nuisance=1.5) == out and _files(out) == before  # reused
+    with pytest.raises(ValueError, match=r"data holds synthetic data made with other arguments \(nuisance: 1.5 "
+                                         r"there, 1.0 asked\)"):
+        synthetic.ensure_dataset(out, **args)
+    with pytest.raises(ValueError, match="identities: 4 there, 5 asked"):
+        synthetic.ensure_dataset(out, **{**args, "identities": 5}, nuisance=1.5)
+    (out / "synthetic.json").unlink()  # made before the arguments were recorded: accepted as it is
+    assert synthetic.ensure_dataset(out, **args) == out
