@@ -241,3 +241,18 @@ def test_ensure_dataset_refuses_data_made_with_other_arguments(tmp_path):
         synthetic.ensure_dataset(out, **{**args, "identities": 5}, nuisance=1.5)
     (out / "synthetic.json").unlink()  # made before the arguments were recorded: accepted as it is
     assert synthetic.ensure_dataset(out, **args) == out
+
+
+def test_row_bands_hold_at_the_strongest_nuisance(monkeypatch):
+    """The strength scales pose in the image plane, which the row bands follow exactly."""
+    ids = np.arange(8)
+    latents = synthetic.sample_identities(6, ids)
+    latents["beard"][:] = 0.6
+    latents["glasses"][:] = True
+    keys = [(i, j) for i in ids for j in range(4)]
+    nuis, _ = synthetic.sample_nuisance(6, 1, keys, strength=synthetic.MAX_NUISANCE)
+    ident = {k: v[np.repeat(ids, 4)] for k, v in latents.items()}
+    banded = synthetic.render(ident, nuis, [np.random.default_rng(k) for k in range(len(keys))], 40)
+    monkeypatch.setattr(synthetic._Bands, "rows", lambda self, *a: slice(None))
+    full = synthetic.render(ident, nuis, [np.random.default_rng(k) for k in range(len(keys))], 40)
+    np.testing.assert_array_equal(banded, full)
