@@ -1,7 +1,7 @@
 """``python -m pocketnet_tf.data synth | convert | info``: make, convert and inspect face datasets.
 
   synth    --out=DIR [--identities=N --images_per_identity=M --seed=S --size=112
-           --val_identities=K --val_pairs=P]
+           --val_identities=K --val_pairs=P --nuisance=1.0]
            writes DIR/train.rec, train.idx, property (insightface layout) and DIR/synth_val.bin
            (verification pairs of held-out identities).
   convert  --src=DIR|FILE --out=OUTDIR [--shards=N --seed=S]

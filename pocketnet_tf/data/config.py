@@ -25,6 +25,7 @@ class DataConfig:
     size: int = 112
     val_identities: int = 50
     val_pairs: int = 600
+    nuisance: float = 1.0
     shards: int | None = None
     decode: bool = False
 
@@ -50,4 +51,4 @@ class DataConfig:
 
         return SynthConfig(out=self.out, identities=self.identities, images_per_identity=self.images_per_identity,
                            seed=self.seed, size=self.size, val_identities=self.val_identities,
-                           val_pairs=self.val_pairs)
+                           val_pairs=self.val_pairs, nuisance=self.nuisance)

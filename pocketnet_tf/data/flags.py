@@ -26,6 +26,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("val_identities", 50, "synth: held-out identities in synth_val.bin.", lower_bound=2, **fv)
     flags.DEFINE_integer("val_pairs", 600, "synth: verification pairs in synth_val.bin (half same, half "
                          "different; 0 = no .bin).", lower_bound=0, **fv)
+    flags.DEFINE_float("nuisance", 1.0, "synth: nuisance strength (pose in the image plane, illumination, "
+                       "occluders, blur, noise): 0 off, 1 the default, 2 twice as strong.", lower_bound=0.0,
+                       upper_bound=3.0, **fv)
     flags.DEFINE_integer("shards", None, "convert: number of shards (default: one per ~150 MB of source "
                          "data).", lower_bound=1, **fv)
     flags.DEFINE_boolean("decode", False, "info: also read and decode every image, counting corrupt ones.", **fv)

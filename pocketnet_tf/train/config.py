@@ -48,6 +48,7 @@ class TrainConfig(RunConfig):
     synth_val_identities: int = 50
     synth_val_pairs: int = 600
     synth_seed: int = 0
+    synth_nuisance: float = 1.0
     eval_bins: tuple = ()
     eval_every_steps: int = 0
     eval_batch_size: int = 64

@@ -79,6 +79,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("synth_val_pairs", 600, "--synthesize_data: verification pairs in synth_val.bin.",
                          lower_bound=0, **fv)
     flags.DEFINE_integer("synth_seed", 0, "--synthesize_data: generator seed.", lower_bound=0, **fv)
+    flags.DEFINE_float("synth_nuisance", 1.0, "--synthesize_data: nuisance strength (pose in the image plane, "
+                       "illumination, occluders, blur, noise): 0 off, 1 the default, 2 twice as strong.",
+                       lower_bound=0.0, upper_bound=3.0, **fv)
     flags.DEFINE_list("eval_bins", [], "Verification sets: names looked up as <data>/<name>.bin (lfw, cfp_fp, "
                       "agedb_30, synth_val, ...) or paths to .bin files. Evaluated before training, every "
                       "--eval_every_steps, at each epoch end and after training.", **fv)

@@ -78,6 +78,7 @@ def ensure_synthetic_data(config: TrainConfig) -> Path:
         config.data_location, identities=config.synth_identities,
         images_per_identity=config.synth_images_per_identity, seed=config.synth_seed,
         size=config.input_size, val_identities=config.synth_val_identities, val_pairs=config.synth_val_pairs,
+        nuisance=config.synth_nuisance,
     )
 
 

@@ -150,3 +150,109 @@ def test_row_bands_do_not_change_the_images(monkeypatch):
     monkeypatch.setattr(synthetic._Bands, "rows", lambda self, *a: slice(None))
     full = synthetic.render(ident, nuis, [np.random.default_rng(k) for k in range(n)], 48)
     np.testing.assert_array_equal(banded, full)
+
+
+def _digest(*arrays_or_bytes):
+    import hashlib
+
+    h = hashlib.sha256()
+    for item in arrays_or_bytes:
+        h.update(item if isinstance(item, bytes) else np.ascontiguousarray(item).tobytes())
+    return h.hexdigest()
+
+
+# Recorded from the generator as it was before the nuisance knob and the split of render /
+# sample_identities into named steps (commit c8e17b7): the default output must stay byte for byte.
+_RECORDED = {
+    "train": "15f1885f5a359475ea28b5955ed99d6d141b38795c8e9c78f029aff13a215853",
+    "val": "6c092732516ff4564a26c076478b9e296142d0162dfbac834f06fd20e261068b",
+    "render": "2a57a3ce9093320b7fcac72d7aad763cb14327f235244ed3d6c65b77843c28a5",
+    "ident": "7da9faefffdcab938429756b85bdb0dedf6a4a8f40d9d933c2dd6626535cddce",
+    "nuis": "e4dd7125abab31b6189c2af50962eecf7680efca5a1d72650be76b1ca02b0515",
+}
+
+
+def test_default_output_is_the_recorded_bytes():
+    images, _ = synthetic.render_identity_images(3, 5, 4, 40)
+    assert _digest(images) == _RECORDED["train"]
+    jpegs, _ = synthetic.make_verification_pairs(3, 6, 10, 40)
+    assert _digest(*jpegs) == _RECORDED["val"]
+    ident = synthetic.sample_identities(7, np.arange(70))  # 70 identities: beards and glasses included
+    nuis, gens = synthetic.sample_nuisance(7, 1, [(i, 0) for i in range(70)])
+    assert ident["glasses"].any() and (ident["beard"] > 0).any() and nuis["occ_on"].any() and nuis["blur"].any()
+    assert _digest(synthetic.render(ident, nuis, gens, 48)) == _RECORDED["render"]
+    assert _digest(*[x for k in sorted(ident) for x in (k.encode(), ident[k])]) == _RECORDED["ident"]
+    assert _digest(*[x for k in sorted(nuis) for x in (k.encode(), nuis[k])]) == _RECORDED["nuis"]
+    explicit, _ = synthetic.render_identity_images(3, 5, 4, 40, nuisance=1.0)
+    np.testing.assert_array_equal(explicit, images)
+
+
+def test_nuisance_strength_scales_the_nuisance():
+    keys = [(i, j) for i in range(40) for j in range(5)]
+    base, _ = synthetic.sample_nuisance(2, 1, keys)
+    double, _ = synthetic.sample_nuisance(2, 1, keys, strength=2.0)
+    off, _ = synthetic.sample_nuisance(2, 1, keys, strength=0.0)
+    inside = np.abs(base["rot"]) < 0.26  # not clipped at strength 1, so not at 2 either
+    np.testing.assert_allclose(double["rot"][inside], 2 * base["rot"][inside], rtol=1e-6)
+    np.testing.assert_allclose(np.log(double["gamma"]), 2 * np.log(base["gamma"]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(double["noise"], 2 * base["noise"], rtol=1e-6)
+    assert double["occ_on"].sum() > base["occ_on"].sum() and double["blur"].sum() > base["blur"].sum()
+    for key in ("yaw", "smile", "bg1", "jpeg_q", "blob_on"):  # not scaled
+        np.testing.assert_array_equal(double[key], base[key])
+    for key, value in (("tx", 0), ("rot", 0), ("scale", 1), ("gain", 1), ("light_k", 0), ("gamma", 1), ("noise", 0)):
+        np.testing.assert_array_equal(off[key], np.full_like(off[key], value))
+    assert not off["occ_on"].any() and not off["blur"].any()
+    with pytest.raises(ValueError, match="nuisance strength must be in 0..3.0, received 3.5"):
+        synthetic.sample_nuisance(2, 1, keys, strength=3.5)
+    with pytest.raises(ValueError, match="nuisance must be in 0..3.0, got -1"):
+        synthetic.SynthConfig(out="x", nuisance=-1)
+
+
+def test_stronger_nuisance_is_harder_for_raw_pixels():
+    n_id, per, size = 20, 10, 32
+    gallery = np.arange(n_id * per) % per < per // 2
+    accuracy = {}
+    for strength in (0.0, 1.0, 2.0):
+        images, labels = synthetic.render_identity_images(11, n_id, per, size, nuisance=strength)
+        accuracy[strength] = _ncm_accuracy(_standardise(images), labels, n_id, gallery)
+    assert accuracy[0.0] > accuracy[1.0] > accuracy[2.0], accuracy
+
+
+def test_generate_records_the_nuisance(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    summary = synthetic.generate(synthetic.SynthConfig(out=str(a), seed=1, nuisance=2.0, **SMALL))
+    synthetic.generate(synthetic.SynthConfig(out=str(b), seed=1, **SMALL))
+    assert summary["nuisance"] == 2.0
+    assert _files(a)["train.rec"] != _files(b)["train.rec"]
+    pixels, _ = synthetic.render_identity_images(1, 4, 3, 32, nuisance=2.0)
+    nuis, _ = synthetic.sample_nuisance(1, 1, [(i, j) for i in range(4) for j in range(3)], strength=2.0)
+    assert pipeline.open_source(a).read_image(5) == preprocess.encode_jpeg(pixels[5], quality=int(nuis["jpeg_q"][5]))
+
+
+def test_ensure_dataset_refuses_data_made_with_other_arguments(tmp_path):
+    args = dict(identities=4, images_per_identity=2, seed=1, size=24, val_identities=3, val_pairs=4)
+    out = synthetic.ensure_dataset(tmp_path / "data", **args, nuisance=1.5)
+    before = _files(out)
+    assert synthetic.ensure_dataset(out, **args, nuisance=1.5) == out and _files(out) == before  # reused
+    with pytest.raises(ValueError, match=r"data holds synthetic data made with other arguments \(nuisance: 1.5 "
+                                         r"there, 1.0 asked\)"):
+        synthetic.ensure_dataset(out, **args)
+    with pytest.raises(ValueError, match="identities: 4 there, 5 asked"):
+        synthetic.ensure_dataset(out, **{**args, "identities": 5}, nuisance=1.5)
+    (out / "synthetic.json").unlink()  # made before the arguments were recorded: accepted as it is
+    assert synthetic.ensure_dataset(out, **args) == out
+
+
+def test_row_bands_hold_at_the_strongest_nuisance(monkeypatch):
+    """The strength scales pose in the image plane, which the row bands follow exactly."""
+    ids = np.arange(8)
+    latents = synthetic.sample_identities(6, ids)
+    latents["beard"][:] = 0.6
+    latents["glasses"][:] = True
+    keys = [(i, j) for i in ids for j in range(4)]
+    nuis, _ = synthetic.sample_nuisance(6, 1, keys, strength=synthetic.MAX_NUISANCE)
+    ident = {k: v[np.repeat(ids, 4)] for k, v in latents.items()}
+    banded = synthetic.render(ident, nuis, [np.random.default_rng(k) for k in range(len(keys))], 40)
+    monkeypatch.setattr(synthetic._Bands, "rows", lambda self, *a: slice(None))
+    full = synthetic.render(ident, nuis, [np.random.default_rng(k) for k in range(len(keys))], 40)
+    np.testing.assert_array_equal(banded, full)
