@@ -9,7 +9,7 @@ import pytest
 
 from pocketnet_tf import genotypes as G
 from pocketnet_tf import models
-from tests import helpers
+from tests import factory, helpers
 
 # Spec §3.4 / §5.1.
 EXPECTED = {
@@ -89,8 +89,8 @@ def test_s128_feature_map_shapes_follow_spec_table():
 def test_tiny_custom_genotype_save_load_and_config(tmp_path):
     geno = G.SOFTMAX_CIFAR10
     model = models.build("PocketNetS-128", genotype=geno, channels=4, num_cells=3, embedding_size=8, input_size=32)
-    helpers.randomize_batchnorm_statistics(model)
-    x = helpers.random_images(2, 32)
+    factory.randomize_weights(model)
+    x = factory.random_images(2, 32)
     helpers.assert_keras_save_load_same_outputs(model, x, tmp_path)
     cfg = model.get_config()
     assert cfg["genotype"] == geno.to_dict()
@@ -117,7 +117,7 @@ def test_genotype_from_file_and_outputs_are_deterministic_in_inference(tmp_path)
     assert a.genotype == geno and a.get_config()["genotype"] == geno.to_dict()
     built = {layer.name for layer in a.layers if re.fullmatch(r"cell\d+_node\d+_edge\d+_\w+", layer.name)}
     assert built == _edge_layer_names(geno, 3)
-    x = helpers.random_images(2, 32, seed=3)
+    x = factory.random_images(2, 32, seed=3)
     y1 = np.asarray(a(x, training=False))
     y2 = np.asarray(a(x, training=False))
     np.testing.assert_array_equal(y1, y2)
@@ -126,8 +126,8 @@ def test_genotype_from_file_and_outputs_are_deterministic_in_inference(tmp_path)
 
 def test_full_size_save_load_round_trip(tmp_path):
     model = models.build("PocketNetS-128")
-    helpers.randomize_batchnorm_statistics(model, seed=5)
-    helpers.assert_keras_save_load_same_outputs(model, helpers.random_images(2), tmp_path)
+    factory.randomize_weights(model, seed=5)
+    helpers.assert_keras_save_load_same_outputs(model, factory.random_images(2), tmp_path)
 
 
 def test_bad_arguments():
