@@ -1,16 +1,11 @@
-"""Test harness shared by all test modules (written once, used everywhere)."""
+"""Test harness shared by all test modules (written once, used everywhere): config round trip,
+`.keras` save/load, the layer checks, the two-CPU strategy. Models and data: tests/factory.py."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-
-
-def random_images(batch: int, size: int = 112, seed: int = 0, channels: int = 3) -> np.ndarray:
-    """Normalised NHWC float32 images in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    return rng.uniform(-1.0, 1.0, size=(batch, size, size, channels)).astype(np.float32)
 
 
 def assert_config_round_trip(layer_or_model) -> None:
@@ -37,34 +32,6 @@ def assert_keras_save_load_same_outputs(model, inputs, tmp_path, atol: float = 0
     a = np.asarray(model(inputs, training=False))
     b = np.asarray(loaded(inputs, training=False))
     np.testing.assert_allclose(a, b, rtol=0, atol=atol)
-
-
-def randomize_batchnorm_statistics(model, seed: int = 0) -> None:
-    """Fills every BatchNormalization's moving statistics (and affine params) with random values
-    so that inference-mode comparisons exercise them."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            for w in layer.weights:
-                shape = tuple(w.shape)
-                if "moving_variance" in w.path:
-                    w.assign(rng.uniform(0.5, 2.0, shape).astype(np.float32))
-                elif "moving_mean" in w.path or "beta" in w.path:
-                    w.assign(rng.normal(0.0, 0.1, shape).astype(np.float32))
-                elif "gamma" in w.path:
-                    w.assign(rng.uniform(0.5, 1.5, shape).astype(np.float32))
-
-
-def _all_layers(model):
-    out = []
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        out.append(layer)
-        stack.extend(getattr(layer, "_layers", []) or [])
-    return out
 
 
 _STRATEGIES = {}

@@ -79,3 +79,16 @@ def test_help_and_documented_flags(module):
     for where, text in COMMANDS[module]:
         unknown = [name for name, _ in _FLAG.findall(text) if not _accepts(name, defined)]
         assert not unknown, f"{where}: {module} has no flag {unknown} (documented: {text.strip()!r})"
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    """README.md's "Run the tests" command is the line .ci/run executes, verbatim."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"Run the tests .*?```bash\n(.*?)\n```", readme, re.DOTALL)
+    assert block, "README.md: no ```bash block after 'Run the tests'"
+    command = block.group(1).strip()
+    assert command.startswith("python -m pytest"), command
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+                if line.strip().startswith("python -m pytest")]
+    assert ci_lines, ".ci/run: no line runs python -m pytest"
+    assert [line.split(" >", 1)[0] for line in ci_lines] == [command], (ci_lines, command)

@@ -267,11 +267,11 @@ def test_fuzz_manifest_and_golden_index(tmp_path_factory, ops):
 def tflite_seed():
     """A real converted model with embedded metadata (the tiny tflite of a 2-layer Keras model)."""
     import keras
-    import tensorflow as tf
+
+    from tests.factory import convert_to_tflite
 
     inputs = keras.Input((4, 4, 3), batch_size=1)
-    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    data = convert_to_tflite(keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs))))
     return metadata_lib.embed_metadata(data, _seed_metadata())
 
 

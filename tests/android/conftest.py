@@ -1,6 +1,7 @@
 import pytest
 
-from tests.android import bundles, jvm
+from tests import factory
+from tests.android import jvm
 
 
 @pytest.fixture(scope="session")
@@ -13,4 +14,4 @@ def java_core(tmp_path_factory):
 def real_bundles(tmp_path_factory):
     """``{(mode, raw_input): bundle directory}`` written by the converter library."""
     root = tmp_path_factory.mktemp("bundles")
-    return {variant: bundles.export(root, *variant) for variant in bundles.VARIANTS}
+    return {variant: factory.export_bundle(root, *variant) for variant in factory.BUNDLE_VARIANTS}

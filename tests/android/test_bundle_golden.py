@@ -15,9 +15,10 @@ from pocketnet_tf.face import gallery as gallery_lib
 from pocketnet_tf.data import preprocess
 from pocketnet_tf.export.bundle import verify_bundle
 from pocketnet_tf.face.pipeline import BundleEmbedder, read_bundle_metadata
-from tests.android import bundles, jvm
+from tests import factory
+from tests.android import jvm
 
-VARIANTS = [pytest.param(v, id=f"{v[0]}{'_raw' if v[1] else ''}") for v in bundles.VARIANTS]
+VARIANTS = [pytest.param(v, id=f"{v[0]}{'_raw' if v[1] else ''}") for v in factory.BUNDLE_VARIANTS]
 
 
 def _golden(bundle):
@@ -42,7 +43,7 @@ def test_java_reproduces_the_converters_golden_inputs_and_scores(java_core, real
     assert (meta.norm_mean, meta.norm_std) == ((0.0, 1.0) if raw else (127.5, 127.5))
     index, faces, inputs, embeddings = _golden(bundle)
     n = len(index["cases"])
-    assert n == 4 and embeddings.shape == (4, bundles.EMBEDDING_SIZE)
+    assert n == 4 and embeddings.shape == (4, factory.BUNDLE_EMBEDDING_SIZE)
     # The golden inputs are in the range the model expects: raw pixel values, or [-1, 1].
     if raw:
         np.testing.assert_array_equal(inputs, faces.astype(np.float32))
@@ -140,7 +141,7 @@ def test_tampered_or_unsupported_bundles_are_refused_by_java_and_python(java_cor
     ]})
     meta = read_bundle_metadata(good)
     ok = json.loads((tmp_path / "good.json").read_text())
-    assert ok == {"ok": True, "threshold": meta.threshold, "embedding_size": bundles.EMBEDDING_SIZE, "cases": 4}
+    assert ok == {"ok": True, "threshold": meta.threshold, "embedding_size": factory.BUNDLE_EMBEDDING_SIZE, "cases": 4}
     assert json.loads((tmp_path / "no_threshold.json").read_text())["threshold"] is None
     assert read_bundle_metadata(no_threshold).threshold is None
     with pytest.raises(ValueError, match="no decision threshold"):

@@ -11,7 +11,7 @@ from pocketnet_tf.data import preprocess
 from pocketnet_tf.data.align import apply_similarity, warp_affine
 from pocketnet_tf.data.bin_file import write_bin
 from pocketnet_tf.data.preprocess import ARCFACE_TEMPLATE_112
-from tests.eval.tiny_models import smooth_face
+from tests.factory import smooth_face
 
 #: Pixels by which the miniature IJB faces extend beyond their 112x112 crop.
 MARGIN = 8

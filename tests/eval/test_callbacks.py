@@ -10,7 +10,7 @@ from pocketnet_tf.eval.callbacks import VerificationCallback
 from pocketnet_tf.eval.embedders import KerasEmbedder
 from pocketnet_tf.eval.verification import evaluate_bin
 from tests.eval.synthetic_sets import write_toy_bin
-from tests.eval.tiny_models import build_tiny_embedding_model
+from tests.factory import tiny_embedder
 
 
 def _read_scalars(log_dir):
@@ -29,7 +29,7 @@ def test_callback_during_fit(tmp_path):
     import keras
 
     bin_path = write_toy_bin(tmp_path / "toy.bin")
-    backbone = build_tiny_embedding_model(seed=1)
+    backbone = tiny_embedder(seed=1)
     model = keras.Sequential([backbone, keras.layers.Dense(4)])
     model.backbone = backbone  # the shape of a margin-head / distillation wrapper
     model.compile(optimizer=keras.optimizers.SGD(0.05),

@@ -16,7 +16,7 @@ from pocketnet_tf.eval.embedders import (
     load_embedder,
     normalization_from_metadata,
 )
-from tests.eval.tiny_models import build_tiny_embedding_model, convert_to_tflite
+from tests.factory import convert_to_tflite, tiny_embedder
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def tiny(tmp_path_factory):
     import tensorflow as tf
 
     tmp = tmp_path_factory.mktemp("tiny_models")
-    model = build_tiny_embedding_model(seed=3)
+    model = tiny_embedder(seed=3)
     keras_path = tmp / "tiny.keras"
     model.save(keras_path)
     saved_dir = tmp / "tiny_saved"

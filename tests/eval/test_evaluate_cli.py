@@ -19,7 +19,7 @@ from pocketnet_tf.eval.megaface import feature_path, read_feature_file
 from pocketnet_tf.eval.runner import EvalConfig, run_evaluation
 from pocketnet_tf.eval.verification import evaluate_bin
 from tests.eval.synthetic_sets import write_mini_ijb_release, write_toy_bin
-from tests.eval.tiny_models import build_tiny_embedding_model, convert_to_tflite, rng_images
+from tests.factory import convert_to_tflite, pixels, tiny_embedder
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -42,12 +42,12 @@ def test_config_checks(tmp_path):
 
 
 def test_runner_on_tflite_with_megaface(tmp_path):
-    model = build_tiny_embedding_model(seed=2)
+    model = tiny_embedder(seed=2)
     tflite = tmp_path / "m.tflite"
     tflite.write_bytes(convert_to_tflite(model))
     bin_path = write_toy_bin(tmp_path / "cfp_fp.bin", pairs=20)
     for sub, rels in (("fs", ["A/A_1.png", "A/A_2.png", "B/B_1.png"]), ("mf", ["0/1.jpg", "0/2.jpg"])):
-        for rel, img in zip(rels, rng_images(len(rels), seed=len(sub))):
+        for rel, img in zip(rels, pixels(len(rels), seed=len(sub), size=112)):
             (tmp_path / sub / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / sub / rel).write_bytes(preprocess.encode_png(img))
         (tmp_path / f"{sub}.txt").write_text("\n".join(rels) + "\n")
@@ -89,7 +89,7 @@ class _Evil:
 
 @pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
-    from tests.eval.tiny_models import mean_colour_model
+    from tests.factory import mean_colour_model
 
     model = mean_colour_model(grid=4)
     model.save(tmp_path / "m.keras")

@@ -19,7 +19,7 @@ from pocketnet_tf.eval.ijb import (
     template_features,
 )
 from tests.eval.synthetic_sets import write_mini_ijb_release
-from tests.eval.tiny_models import grid_mean_embedding, mean_colour_model
+from tests.factory import grid_mean_embedding, mean_colour_model
 
 GRID = 4
 

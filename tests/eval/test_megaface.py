@@ -18,7 +18,7 @@ from pocketnet_tf.eval.megaface import (
     refine_features,
     write_feature_file,
 )
-from tests.eval.tiny_models import grid_mean_embedding, mean_colour_model, rng_images
+from tests.factory import grid_mean_embedding, mean_colour_model, pixels
 
 
 def test_feature_file_bytes_and_round_trip(tmp_path):
@@ -67,7 +67,7 @@ def test_image_lists(tmp_path):
 
 
 def test_export_features_from_image_tree(tmp_path):
-    images = rng_images(5, seed=4)
+    images = pixels(5, seed=4, size=112)
     rels = ["Id_A/Id_A_1.png", "Id_A/Id_A_2.png", "Id_B/Id_B_1.png", "x/y/100.jpg", "x/y/101.png"]
     for rel, img in zip(rels, images):
         (tmp_path / "img" / rel).parent.mkdir(parents=True, exist_ok=True)

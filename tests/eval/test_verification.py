@@ -20,7 +20,7 @@ from pocketnet_tf.eval.verification import (
     pair_distances,
     xnorm,
 )
-from tests.eval.tiny_models import mean_colour_model
+from tests.factory import mean_colour_model
 
 
 def test_thresholds_grid():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pocketnet_tf.data import preprocess
-from tests.export import support
+from tests import factory
 
 
 def _run(*args):
@@ -19,8 +19,8 @@ def _run(*args):
 
 @pytest.mark.slow
 def test_convert_int8_raw_input_then_verify_bundle(tmp_path):
-    summary = support.write_data(tmp_path / "data")
-    model = support.tiny_plain(seed=4)
+    summary = factory.synthetic_faces(tmp_path / "data")
+    model = factory.tiny_plain(seed=4)
     model.save(tmp_path / "plain.keras")
     out = tmp_path / "bundle"
     proc = _run("pocketnet_tf.convert", f"--model={tmp_path / 'plain.keras'}", "--mode=int8", f"--out={out}",
@@ -40,7 +40,7 @@ def test_convert_int8_raw_input_then_verify_bundle(tmp_path):
     # The golden input tensors are raw pixels: exactly the PNG's values.
     golden = json.loads((out / "golden" / "golden.json").read_text())
     x = np.frombuffer((out / "golden" / golden["cases"][0]["input"]).read_bytes(), "<f4")
-    png = preprocess.decode_image((out / "golden" / golden["cases"][0]["image"]).read_bytes(), size=support.SIZE)
+    png = preprocess.decode_image((out / "golden" / golden["cases"][0]["image"]).read_bytes(), size=factory.EXPORT_SIZE)
     np.testing.assert_array_equal(x, png.reshape(-1).astype(np.float32))
     # The evaluation embedder picks up "feed raw pixels" from the bundle.
     from pocketnet_tf.eval.embedders import TFLiteEmbedder

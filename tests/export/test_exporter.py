@@ -10,7 +10,7 @@ from pocketnet_tf.data import preprocess
 from pocketnet_tf.data.bin_file import write_bin
 from pocketnet_tf.export import bundle, metadata
 from pocketnet_tf.export.exporter import ExportConfig, ExportValidationError, run_export
-from tests.export import support
+from tests import factory
 from tests.export.test_seal import reseal
 
 BUNDLE_FILES = {"model.tflite", "metadata.json", "manifest.json", "golden", "report.json", "report.md"}
@@ -19,8 +19,8 @@ BUNDLE_FILES = {"model.tflite", "metadata.json", "manifest.json", "golden", "rep
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    summary = support.write_data(root)
-    model = support.tiny_plain(seed=2)
+    summary = factory.synthetic_faces(root)
+    model = factory.tiny_plain(seed=2)
     model.save(root / "plain.keras")
     return {"root": root, "bin": summary["files"]["synth_val.bin"], "keras": root / "plain.keras", "model": model}
 
@@ -44,11 +44,11 @@ def test_bundle_contents_and_report(fp32_bundle, data):
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["model"]["sha256"] == metadata.sha256_file(out / "model.tflite")
     assert meta["model"]["size_bytes"] == (out / "model.tflite").stat().st_size
-    assert meta["input"]["shape"] == [1, support.SIZE, support.SIZE, 3]
+    assert meta["input"]["shape"] == [1, factory.EXPORT_SIZE, factory.EXPORT_SIZE, 3]
     assert meta["input"]["normalization"] == {"mean": preprocess.MEAN, "std": preprocess.STD}
     assert meta["output"] == {**meta["output"], "embedding_size": 16, "l2_normalized": False}
     # Alignment template = the one in preprocess, scaled to the model's input side.
-    expected = preprocess.ARCFACE_TEMPLATE_112 * (support.SIZE / 112)
+    expected = preprocess.ARCFACE_TEMPLATE_112 * (factory.EXPORT_SIZE / 112)
     np.testing.assert_allclose(np.array(meta["alignment"]["template"]), expected, atol=1e-4)
     threshold = meta["verification"]
     assert threshold["far_target"] == 0.1 and threshold["far_measured"] <= 0.1
@@ -73,7 +73,7 @@ def test_eval_embedder_reads_the_bundle_normalisation(fp32_bundle, data):
     out, _ = fp32_bundle
     embedder = TFLiteEmbedder(out / "model.tflite")
     assert embedder.normalization == (preprocess.MEAN, preprocess.STD)
-    pixels = support.pixels(2, seed=3)
+    pixels = factory.pixels(2, seed=3)
     np.testing.assert_allclose(embedder.embed(pixels), np.asarray(data["model"](preprocess.normalize(pixels))),
                                rtol=0, atol=1e-4)
 
@@ -133,7 +133,7 @@ def test_verify_bundle_fails_on_input_not_matching_image(fp32_bundle, tmp_path):
 
 def test_black_calibration_fails_validation_and_writes_no_model(data, tmp_path):
     black = tmp_path / "black.bin"
-    image = preprocess.encode_png(np.zeros((support.SIZE, support.SIZE, 3), np.uint8))
+    image = preprocess.encode_png(np.zeros((factory.EXPORT_SIZE, factory.EXPORT_SIZE, 3), np.uint8))
     write_bin(black, [image] * 40, [True, False] * 10)
     out = tmp_path / "out"
     config = ExportConfig(model=str(data["keras"]), mode="int8", out=str(out), representative=str(black),
@@ -193,7 +193,7 @@ def test_dynamic_batch_and_l2_output(data, tmp_path):
     assert meta["output"]["l2_normalized"] is True
     from pocketnet_tf.export.runtime import TFLiteRunner
 
-    pixels = support.pixels(3, seed=7)
+    pixels = factory.pixels(3, seed=7)
     got = TFLiteRunner(out / "model.tflite").run(preprocess.normalize(pixels))  # one call, batch of 3
     ref = np.asarray(data["model"](preprocess.normalize(pixels)))
     np.testing.assert_allclose(got, ref / np.linalg.norm(ref, axis=1, keepdims=True), rtol=0, atol=2e-3)

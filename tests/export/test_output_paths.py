@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.cli_support import ENV, REPO, run_module
-from tests.export import support
+from tests import factory
 from tests.fault_injection import remount_read_only, tmpfs
 
 # convert, with os.replace patched to SIGKILL right after the earlier bundle was moved aside.
@@ -37,8 +37,8 @@ def last_line(proc) -> str:
 @pytest.fixture(scope="module")
 def plain_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("convert")
-    support.tiny_plain(seed=4).save(root / "plain.keras")
-    support.write_data(root / "data")
+    factory.tiny_plain(seed=4).save(root / "plain.keras")
+    factory.synthetic_faces(root / "data")
     return root
 
 

@@ -7,7 +7,7 @@ import pytest
 from pocketnet_tf.data.preprocess import normalize
 from pocketnet_tf.export import rewrite
 from pocketnet_tf.layers import common
-from tests.export import support
+from tests import factory
 
 # The rewrites reorder float32 arithmetic (A*x + B*|x| instead of relu(x) - alpha*relu(-x);
 # kernels pre-multiplied by A and B): differences are rounding, ~1e-7 relative per op and a few
@@ -22,11 +22,11 @@ def _close(out, ref):
 
 
 @pytest.mark.parametrize("how", ["decompose", "fold"])
-@pytest.mark.parametrize("builder", [support.tiny_pocketnet, support.tiny_plain])
+@pytest.mark.parametrize("builder", [factory.tiny_pocketnet, factory.tiny_plain])
 def test_prelu_rewrite_equals_original_in_fp32(builder, how):
     model = builder()
     types_before = [type(layer) for layer in model._flatten_layers()]
-    x = normalize(support.pixels(3, seed=1))
+    x = normalize(factory.pixels(3, seed=1))
     # Inputs reach both signs of every PReLU (so both slopes are exercised).
     ref = np.asarray(model(x, training=False))
     export, info = rewrite.build_export_model(model, prelu=how, batch_size=None)
@@ -45,7 +45,7 @@ def export_layer(model, info, name):
 
 
 def test_fold_covers_every_pocketnet_primitive_and_the_head_conv():
-    model = support.tiny_pocketnet()
+    model = factory.tiny_pocketnet()
     export, info = rewrite.build_export_model(model, prelu="fold")
     info = dict(info, export_model=export)
     # Every PReLU inside a DWConv/StdConv/FactorizedReduce is folded, and so is the head's first
@@ -60,8 +60,8 @@ def test_fold_covers_every_pocketnet_primitive_and_the_head_conv():
 
 def test_a_wrong_slope_is_detected():
     """Negative control: the comparison above has teeth."""
-    model = support.tiny_plain()
-    x = normalize(support.pixels(2, seed=1))
+    model = factory.tiny_plain()
+    x = normalize(factory.pixels(2, seed=1))
     ref = np.asarray(model(x))
     export, _ = rewrite.build_export_model(model, prelu="decompose", batch_size=None)
     prelu = next(layer for layer in export._flatten_layers() if isinstance(layer, keras.layers.PReLU))
@@ -71,8 +71,8 @@ def test_a_wrong_slope_is_detected():
 
 
 def test_raw_input_folding_equals_normalise_then_model():
-    model = support.tiny_pocketnet()
-    pixels = support.pixels(3, seed=2)
+    model = factory.tiny_pocketnet()
+    pixels = factory.pixels(3, seed=2)
     ref = np.asarray(model(normalize(pixels), training=False))
     export, info = rewrite.build_export_model(model, raw_input=True, batch_size=None)
     assert info["raw_input"]
@@ -80,16 +80,16 @@ def test_raw_input_folding_equals_normalise_then_model():
 
 
 def test_l2_output_and_static_batch():
-    model = support.tiny_plain()
-    x = normalize(support.pixels(1, seed=4))
+    model = factory.tiny_plain()
+    x = normalize(factory.pixels(1, seed=4))
     export, _ = rewrite.build_export_model(model, l2_normalize=True)
-    assert tuple(export.inputs[0].shape) == (1, support.SIZE, support.SIZE, 3)
+    assert tuple(export.inputs[0].shape) == (1, factory.EXPORT_SIZE, factory.EXPORT_SIZE, 3)
     ref = np.asarray(model(x))
     np.testing.assert_allclose(np.asarray(export(x)), ref / np.linalg.norm(ref), rtol=0, atol=1e-6)
 
 
 def test_bad_rewrite_name_and_bad_input_shape():
-    model = support.tiny_plain()
+    model = factory.tiny_plain()
     with pytest.raises(ValueError, match="prelu rewrite"):
         rewrite.build_export_model(model, prelu="relu")
     inp = keras.Input((None, None, 3))

@@ -13,14 +13,14 @@ import pytest
 
 from pocketnet_tf.export import bundle, seal
 from pocketnet_tf.export.exporter import ExportConfig, run_export
-from tests.export import support
+from tests import factory
 
 
 @pytest.fixture(scope="module")
 def sealed(tmp_path_factory):
     root = tmp_path_factory.mktemp("seal")
-    summary = support.write_data(root / "data")
-    support.tiny_plain(seed=5).save(root / "plain.keras")
+    summary = factory.synthetic_faces(root / "data")
+    factory.tiny_plain(seed=5).save(root / "plain.keras")
     out = root / "bundle"
     run_export(ExportConfig(model=str(root / "plain.keras"), mode="int8", out=str(out),
                             representative=str(root / "data"), bin=(summary["files"]["synth_val.bin"],),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pocketnet_tf.export import quantize, speed
-from tests.export import support
+from tests import factory
 
 ZEN3 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -38,7 +38,7 @@ def test_cpu_features_from_cpuinfo(tmp_path):
 
 
 def test_latency_vs_fp32_times_both_models():
-    model = support.tiny_plain(seed=1)
+    model = factory.tiny_plain(seed=1)
     int8, _ = quantize.to_tflite(model, "int8", calibration=np.random.default_rng(0).uniform(
         -1, 1, (4, *model.inputs[0].shape[1:])).astype(np.float32))
     out = speed.latency_vs_fp32(model, int8, "int8", runs=5)

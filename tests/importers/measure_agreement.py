@@ -25,7 +25,7 @@ def measure(name: str, batch: int, seed: int) -> dict:
     from pocketnet_tf.importers.convert import ImportConfig, import_checkpoint
     from pocketnet_tf.models import registry
     from tests import torch_reference as ref
-    from tests.helpers import random_images
+    from tests.factory import random_images
 
     preset = registry.get_preset(name)
     if preset.family == "pocketnet":

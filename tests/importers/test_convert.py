@@ -5,7 +5,7 @@ import pytest
 
 from pocketnet_tf.importers.convert import ImportConfig, import_checkpoint
 from pocketnet_tf.importers.torch_checkpoint import StateDictMismatchError
-from tests.helpers import random_images
+from tests.factory import random_images
 from tests.importers.common import ATOL, max_abs_diff
 
 

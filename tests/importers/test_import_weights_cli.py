@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import random_images
+from tests.factory import random_images
 from tests.importers.common import ATOL, max_abs_diff
 
 

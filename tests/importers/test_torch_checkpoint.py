@@ -14,7 +14,7 @@ from pocketnet_tf.importers import state_dict_file, torch_checkpoint  # noqa: E4
 from pocketnet_tf.models.iresnet import IResNet  # noqa: E402
 from pocketnet_tf.models.pocketnet import PocketNet  # noqa: E402
 from tests import torch_reference as ref  # noqa: E402
-from tests.helpers import random_images  # noqa: E402
+from tests.factory import random_images  # noqa: E402
 from tests.importers.common import (  # noqa: E402
     ALL_PRIMITIVES_GENOTYPE, ATOL, SPEC_TSV, max_abs_diff, read_key_table, torch_state_dict,
 )

@@ -111,14 +111,14 @@ def test_pocketnet_files_written_with_plain_keras_layers_still_load(tmp_path, mo
     """A PocketNet saved when the factories made keras.layers.BatchNormalization / PReLU (earlier
     versions of the package) loads into today's classes with every variable in place."""
     from pocketnet_tf import models
-    from tests.helpers import randomize_batchnorm_statistics
+    from tests.factory import randomize_weights
 
     with monkeypatch.context() as m:
         m.setattr(common, "BatchNormalization", keras.layers.BatchNormalization)
         m.setattr(common, "PReLU", keras.layers.PReLU)
         old = models.build("PocketNetS-128", input_size=32, channels=2, num_cells=3)
     assert not any(isinstance(layer, (common.BatchNormalization, common.PReLU)) for layer in old._flatten_layers())
-    randomize_batchnorm_statistics(old, seed=5)
+    randomize_weights(old, seed=5)
     for layer in old._flatten_layers():
         if isinstance(layer, keras.layers.PReLU):
             layer.alpha.assign(np.random.default_rng(6).uniform(-0.3, 0.8, tuple(layer.alpha.shape)))
@@ -138,9 +138,9 @@ def test_pocketnet_files_written_with_plain_keras_layers_still_load(tmp_path, mo
     ids=["batch_norm", "batch_norm_noaffine", "prelu", "conv1x1", "depthwise"],
 )
 def test_layer_harness(make, trainable, non_trainable, tmp_path):
-    from tests import helpers
+    from tests import factory, helpers
 
-    x = helpers.random_images(2, 5, channels=4)
+    x = factory.random_images(2, 5, channels=4)
     out = helpers.run_layer_test(make, x, tmp_path, expected_num_trainable_weights=trainable,
                                  expected_num_non_trainable_weights=non_trainable)
     assert out.shape[:3] == (2, 5, 5)

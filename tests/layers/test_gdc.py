@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pocketnet_tf.layers.gdc import GroupedGlobalConv, embedding_tail
-from tests import helpers
+from tests import factory, helpers
 
 DATA = Path(__file__).parent / "data"
 TAIL_NAMES = ["tail_0_prelu", "tail_1_conv", "tail_2_bn", "tail_3_prelu", "tail_4_gdc", "tail_5_bn", "tail_6_conv",
@@ -15,7 +15,7 @@ TAIL_NAMES = ["tail_0_prelu", "tail_1_conv", "tail_2_bn", "tail_3_prelu", "tail_
 
 
 def test_grouped_global_conv_harness_and_value_against_a_grouped_conv2d(tmp_path):
-    x = helpers.random_images(2, 3, channels=8)
+    x = factory.random_images(2, 3, channels=8)
     helpers.run_layer_test(lambda: GroupedGlobalConv(6, 2, name="gdc"), x, tmp_path, expected_output_shape=(2, 1, 1, 6),
                            expected_num_trainable_weights=1, expected_num_non_trainable_weights=0)
     layer = GroupedGlobalConv(6, 2)
@@ -44,7 +44,7 @@ def test_embedding_tail_names_order_and_shapes(kwargs, gdc_type):
     tail = embedding_tail(8, 5, **kwargs)
     assert [layer.name for layer in tail] == TAIL_NAMES
     assert isinstance(tail[4], gdc_type)
-    x = keras.ops.convert_to_tensor(helpers.random_images(2, 2, channels=3))
+    x = keras.ops.convert_to_tensor(factory.random_images(2, 2, channels=3))
     for layer in tail:
         x = layer(x)
     assert tuple(x.shape) == (2, 5)

@@ -9,7 +9,7 @@ import pytest
 from pocketnet_tf import ops
 from pocketnet_tf.genotypes import PRIMITIVES
 from pocketnet_tf.layers import DWConv, FactorizedReduce, PoolBN, StdConv, Zero
-from tests import helpers
+from tests import factory, helpers
 
 
 def _np_pool(x, kind, stride):
@@ -57,15 +57,6 @@ def _np_prelu(x, layer):
     return np.where(x > 0, x, x * alpha)
 
 
-def _randomize(layer, seed=1):
-    rng = np.random.default_rng(seed)
-    for w in layer.weights:
-        if "moving_variance" in w.path:
-            w.assign(rng.uniform(0.5, 2.0, w.shape))
-        else:
-            w.assign(rng.normal(0, 0.5, w.shape))
-
-
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("size", [8, 7])
@@ -75,7 +66,7 @@ def test_poolbn_matches_pytorch_padding_semantics(kind, stride, size):
     x = rng.normal(-3.0, 1.0, size=(2, size, size, 3)).astype(np.float32)
     layer = PoolBN(kind, strides=stride)
     y = np.asarray(layer(x, training=False))
-    _randomize(layer)
+    factory.randomize_weights(layer, seed=1, prelu_slopes=True, other_weights=True)
     y = np.asarray(layer(x, training=False))
     ref = _np_bn(_np_pool(x.astype(np.float64), kind, stride), layer.bn)
     assert y.shape == ref.shape
@@ -89,7 +80,7 @@ def test_dwconv_matches_reference(k, stride):
     x = rng.normal(size=(2, 10, 10, 4)).astype(np.float32)
     layer = DWConv(5, k, strides=stride)
     layer(x)
-    _randomize(layer)
+    factory.randomize_weights(layer, seed=1, prelu_slopes=True, other_weights=True)
     y = np.asarray(layer(x, training=False))
     h = _np_prelu(x.astype(np.float64), layer.prelu)
     h = _np_depthwise(h, np.asarray(layer.depthwise.kernel)[..., 0], stride, k // 2)
@@ -103,7 +94,7 @@ def test_factorized_reduce_samples_offset_grids():
     x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
     layer = FactorizedReduce(6)
     layer(x)
-    _randomize(layer)
+    factory.randomize_weights(layer, seed=1, prelu_slopes=True, other_weights=True)
     y = np.asarray(layer(x, training=False))
     h = _np_prelu(x.astype(np.float64), layer.prelu)
     a = h[:, 0::2, 0::2] * np.asarray(layer.depthwise_a.kernel)[0, 0, :, 0]
@@ -187,7 +178,7 @@ def test_layers_inside_a_saved_model_file(tmp_path):
     out = PoolBN("max", 2)(DWConv(4, 3, strides=2)(inp))
     out = FactorizedReduce(4)(keras.layers.Concatenate()([out, out]))
     model = keras.Model(inp, out)
-    x = helpers.random_images(2, 8, channels=4)
+    x = factory.random_images(2, 8, channels=4)
     helpers.assert_keras_save_load_same_outputs(model, x, tmp_path)
     json.dumps(model.get_config())
 
@@ -210,6 +201,6 @@ def test_layers_inside_a_saved_model_file(tmp_path):
          "zero_s2"],
 )
 def test_layer_harness(make, shape, out_shape, trainable, non_trainable, tmp_path):
-    helpers.run_layer_test(make, helpers.random_images(shape[0], shape[1], channels=shape[3]), tmp_path,
+    helpers.run_layer_test(make, factory.random_images(shape[0], shape[1], channels=shape[3]), tmp_path,
                            expected_output_shape=out_shape, expected_num_trainable_weights=trainable,
                            expected_num_non_trainable_weights=non_trainable)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pocketnet_tf import models
-from tests import helpers
+from tests import factory, helpers
 
 
 def test_iresnet100_128_matches_original_counts():
@@ -40,8 +40,8 @@ def test_mobilefacenet_sizes():
 @pytest.mark.parametrize("name", ["MobileFaceNet", "iresnet18"])
 def test_save_load_round_trip(name, tmp_path):
     model = models.build(name, embedding_size=16, input_size=56)
-    helpers.randomize_batchnorm_statistics(model, seed=2)
-    x = helpers.random_images(2, 56)
+    factory.randomize_weights(model, seed=2)
+    x = factory.random_images(2, 56)
     helpers.assert_keras_save_load_same_outputs(model, x, tmp_path)
     y = np.asarray(model(x, training=False))
     assert y.shape == (2, 16) and np.isfinite(y).all()

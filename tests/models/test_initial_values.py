@@ -13,7 +13,7 @@ import numpy as np
 from pocketnet_tf import models
 from pocketnet_tf.layers.gdc import GroupedGlobalConv
 from pocketnet_tf.layers.margin import ArcMarginHead
-from tests.search.common import tiny_network
+from tests.factory import tiny_search_network
 
 UNIFORM_STD = 1 / math.sqrt(3)  # std of U(-1, 1)
 
@@ -67,7 +67,7 @@ def test_pocketnet_init_params():
 def test_search_network_pytorch_defaults_and_alpha():
     """Search net: PyTorch's default init, U(+-1/sqrt(fan_in)) for every conv/linear kernel and the
     classifier bias; alphas 1e-3 * N(0, 1); BN 1/0 (affine-free in the mixed ops); PReLU 0.25."""
-    net = tiny_network(seed=3, num_classes=400)
+    net = tiny_search_network(seed=3, num_classes=400)
     _assert_prelu_and_batch_norm(net)
     scaled = []
     for layer in _layers(net):

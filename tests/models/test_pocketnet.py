@@ -9,7 +9,7 @@ import pytest
 
 from pocketnet_tf import genotypes as G
 from pocketnet_tf import models
-from tests import helpers
+from tests import factory, helpers
 
 # Spec §3.4 / §5.1.
 EXPECTED = {
@@ -18,6 +18,21 @@ EXPECTED = {
     "PocketNetM-128": (1_686_656, 16_064, 1_099_024_384, 538_215_680),
     "PocketNetM-256": (1_752_448, 16_320, 1_099_155_712, 538_281_216),
 }
+
+
+@pytest.fixture(scope="module")
+def preset():
+    """``preset(name)``: the full-size preset, built once for this module (~10 s each on this
+    machine). The tests below read its structure (layers, shapes, parameter and FLOP counts), which
+    no weight value changes; the save/load test randomises its weights."""
+    built = {}
+
+    def get(name):
+        if name not in built:
+            built[name] = models.build(name)
+        return built[name]
+
+    return get
 
 
 def _block_params(model, prefix):
@@ -33,9 +48,9 @@ def _block_params(model, prefix):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_preset_sizes_are_paper_exact(name):
+def test_preset_sizes_are_paper_exact(name, preset):
     params, stats, flops, macs = EXPECTED[name]
-    model = models.build(name)
+    model = preset(name)
     cost = models.count_cost(model)
     assert cost.trainable_params == params
     assert cost.non_trainable_params == stats
@@ -45,8 +60,8 @@ def test_preset_sizes_are_paper_exact(name):
     assert model.output.shape[-1] == int(name.split("-")[1])
 
 
-def test_s128_per_block_params_and_flop_breakdown():
-    model = models.build("PocketNetS-128")
+def test_s128_per_block_params_and_flop_breakdown(preset):
+    model = preset("PocketNetS-128")
     per_cell = [_block_params(model, f"cell{i}_") for i in range(18)]
     assert per_cell == [5632] * 6 + [10688, 16832] + [18944] * 4 + [35712, 60288] + [68608] * 3 + [128768]
     assert _block_params(model, "stem_") == 1856
@@ -58,16 +73,16 @@ def test_s128_per_block_params_and_flop_breakdown():
     }
 
 
-def test_m128_per_block_params():
-    model = models.build("PocketNetM-128")
+def test_m128_per_block_params(preset):
+    model = preset("PocketNetM-128")
     per_cell = [_block_params(model, f"cell{i}_") for i in range(9)]
     assert per_cell == [18944] * 3 + [35712, 60288, 68608, 128768, 227072, 486912]
     assert _block_params(model, "stem_") == 3712
     assert _block_params(model, "tail_") == 618_752
 
 
-def test_s128_feature_map_shapes_follow_spec_table():
-    model = models.build("PocketNetS-128")
+def test_s128_feature_map_shapes_follow_spec_table(preset):
+    model = preset("PocketNetS-128")
     shape = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
     assert shape["stem_1_bn"] == (56, 56, 64)
     for i in range(6):
@@ -89,8 +104,8 @@ def test_s128_feature_map_shapes_follow_spec_table():
 def test_tiny_custom_genotype_save_load_and_config(tmp_path):
     geno = G.SOFTMAX_CIFAR10
     model = models.build("PocketNetS-128", genotype=geno, channels=4, num_cells=3, embedding_size=8, input_size=32)
-    helpers.randomize_batchnorm_statistics(model)
-    x = helpers.random_images(2, 32)
+    factory.randomize_weights(model)
+    x = factory.random_images(2, 32)
     helpers.assert_keras_save_load_same_outputs(model, x, tmp_path)
     cfg = model.get_config()
     assert cfg["genotype"] == geno.to_dict()
@@ -117,17 +132,17 @@ def test_genotype_from_file_and_outputs_are_deterministic_in_inference(tmp_path)
     assert a.genotype == geno and a.get_config()["genotype"] == geno.to_dict()
     built = {layer.name for layer in a.layers if re.fullmatch(r"cell\d+_node\d+_edge\d+_\w+", layer.name)}
     assert built == _edge_layer_names(geno, 3)
-    x = helpers.random_images(2, 32, seed=3)
+    x = factory.random_images(2, 32, seed=3)
     y1 = np.asarray(a(x, training=False))
     y2 = np.asarray(a(x, training=False))
     np.testing.assert_array_equal(y1, y2)
     assert np.isfinite(y1).all() and np.abs(y1).sum() > 0
 
 
-def test_full_size_save_load_round_trip(tmp_path):
-    model = models.build("PocketNetS-128")
-    helpers.randomize_batchnorm_statistics(model, seed=5)
-    helpers.assert_keras_save_load_same_outputs(model, helpers.random_images(2), tmp_path)
+def test_full_size_save_load_round_trip(tmp_path, preset):
+    model = preset("PocketNetS-128")
+    factory.randomize_weights(model, seed=5)
+    helpers.assert_keras_save_load_same_outputs(model, factory.random_images(2), tmp_path)
 
 
 def test_bad_arguments():

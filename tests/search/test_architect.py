@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from pocketnet_tf.genotypes import PRIMITIVES
 from pocketnet_tf.search.architect import Architect
-from tests.search.common import batch, tiny_network, values
+from tests.factory import labelled_images, tiny_search_network, weight_values
 
 
 def _loss_fn():
@@ -35,11 +35,11 @@ def _stateless_loss(net, loss_fn, weights, alphas, x, y):
 
 
 def test_first_order_equals_the_plain_validation_gradient():
-    net = tiny_network()
+    net = tiny_search_network()
     _random_alphas(net, 0)
     architect = Architect(net, _loss_fn(), second_order=False)
-    trn, val = batch(6, seed=1), batch(6, seed=2)
-    before = values(net.variables)
+    trn, val = labelled_images(6, seed=1, size=16), labelled_images(6, seed=2, size=16)
+    before = weight_values(net.variables)
     grads, val_loss = architect.alpha_gradients(trn, val, xi=0.1)
     with tf.GradientTape() as tape:
         loss = _loss_fn()(val[1], net(val[0], training=True))
@@ -49,14 +49,14 @@ def test_first_order_equals_the_plain_validation_gradient():
         np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-5, atol=1e-8)
         assert np.abs(np.asarray(e)).max() > 1e-4
     # The architect is stateless: nothing moved, not even the BN statistics.
-    for a, b in zip(before[: len(net.alphas)], values(net.variables)[: len(net.alphas)]):
+    for a, b in zip(before[: len(net.alphas)], weight_values(net.variables)[: len(net.alphas)]):
         np.testing.assert_array_equal(a, b)
 
 
 def test_virtual_step_is_one_pytorch_sgd_step():
-    net = tiny_network()
+    net = tiny_search_network()
     architect = Architect(net, _loss_fn(), second_order=True, weight_momentum=0.9, weight_decay=3e-4)
-    trn = batch(6, seed=1)
+    trn = labelled_images(6, seed=1, size=16)
     rng = np.random.default_rng(5)
     weights = [tf.convert_to_tensor(w) for w in net.network_weights]
     alphas = [tf.convert_to_tensor(a) for a in net.alphas]
@@ -85,14 +85,15 @@ def _make_smooth(net):
 
 
 def test_second_order_matches_finite_differences_of_the_unrolled_loss(float64):
-    net = tiny_network()
+    net = tiny_search_network()
     assert net.alphas[0].dtype == "float64"
     _random_alphas(net, 0)
     _make_smooth(net)
     loss_fn = _loss_fn()
     xi, momentum, decay = 0.5, 0.9, 3e-4
     architect = Architect(net, loss_fn, second_order=True, weight_momentum=momentum, weight_decay=decay)
-    trn, val = batch(6, seed=1, dtype="float64"), batch(6, seed=2, dtype="float64")
+    trn = labelled_images(6, seed=1, size=16, dtype="float64")
+    val = labelled_images(6, seed=2, size=16, dtype="float64")
     rng = np.random.default_rng(7)
     weights = [tf.convert_to_tensor(w) for w in net.network_weights]
     buffers = [tf.constant(rng.normal(scale=0.1, size=w.shape)) for w in weights]
@@ -136,22 +137,22 @@ def test_architect_leaves_every_variable_untouched():
     """The full statelessness claim: after an alpha gradient (first and second order), every
     variable of the network -- weights, alphas and the BN moving statistics -- holds its value
     bit for bit."""
-    net = tiny_network(seed=4)
+    net = tiny_search_network(seed=4)
     _random_alphas(net, 1)
-    trn, val = batch(6, seed=1), batch(6, seed=2)
+    trn, val = labelled_images(6, seed=1, size=16), labelled_images(6, seed=2, size=16)
     moving = [i for i, v in enumerate(net.variables) if "moving_" in v.path]
     assert len(moving) > 20 and len(net.variables) > len(net.network_weights) + len(net.alphas)
-    before = values(net.variables)
+    before = weight_values(net.variables)
     buffers = [tf.constant(np.full(w.shape, 0.5, np.float32)) for w in net.network_weights]
     for second_order in (False, True):
         architect = Architect(net, _loss_fn(), second_order=second_order, weight_momentum=0.9, weight_decay=3e-4)
         grads, _ = architect.alpha_gradients(trn, val, xi=0.1, momentum_buffers=buffers if second_order else None)
         assert all(np.abs(np.asarray(g)).max() > 0 for g in grads)
-        after = values(net.variables)
+        after = weight_values(net.variables)
         assert len(after) == len(before)
         for variable, a, b in zip(net.variables, before, after):
             np.testing.assert_array_equal(a, b, err_msg=f"second_order={second_order}: {variable.path}")
     # The check can fail: a training-mode forward does move the BN statistics.
     net(val[0], training=True)
-    after = values(net.variables)
+    after = weight_values(net.variables)
     assert any(not np.array_equal(before[i], after[i]) for i in moving)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.search.common import batch, compiled, tiny_network, values
+from tests.factory import compiled_search_model, labelled_images, tiny_search_network, weight_values
 
 STEPS = 2
 HALF = 3  # examples per replica
@@ -26,7 +26,8 @@ pytestmark = pytest.mark.usefixtures("float64")
 def _dataset():
     pairs = []
     for step in range(STEPS):
-        (xt, yt), (xv, yv) = batch(HALF, seed=10 + step, dtype="float64"), batch(HALF, seed=20 + step, dtype="float64")
+        xt, yt = labelled_images(HALF, seed=10 + step, size=16, dtype="float64")
+        xv, yv = labelled_images(HALF, seed=20 + step, size=16, dtype="float64")
         pairs.append(((np.concatenate([xt, xt]), np.concatenate([yt, yt])),
                       (np.concatenate([xv, xv]), np.concatenate([yv, yv]))))
     return tf.data.Dataset.from_generator(
@@ -37,11 +38,11 @@ def _dataset():
 
 def _run(strategy, **kwargs):
     with strategy.scope():
-        net = tiny_network()
-        model = compiled(net, lr=0.05, clip_norm=0.05, alpha_lr=0.01, **kwargs)
+        net = tiny_search_network()
+        model = compiled_search_model(net, lr=0.05, clip_norm=0.05, alpha_lr=0.01, **kwargs)
     history = model.fit(_dataset(), epochs=1, steps_per_epoch=STEPS, verbose=0)
-    state = values(net.variables) + values(model.optimizer.variables) + values(model.alpha_optimizer.variables)
-    return state, history.history, values(net.alphas)
+    state = weight_values([*net.variables, *model.optimizer.variables, *model.alpha_optimizer.variables])
+    return state, history.history, weight_values(net.alphas)
 
 
 # Slow: compiles the whole bi-level step for one device and for two replicas (1-2 min each here).
@@ -64,5 +65,5 @@ def test_two_replicas_equal_one_device(kwargs):
     for key in ("loss", "alpha_loss", "accuracy"):
         assert two_logs[key][-1] == pytest.approx(one_logs[key][-1], rel=1e-9)
     # The step did move the alphas (so equality is not trivial).
-    start = values(tiny_network().alphas)
+    start = weight_values(tiny_search_network().alphas)
     assert max(float(np.abs(a - s).max()) for a, s in zip(one_alphas, start)) > 1e-3

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from pocketnet_tf import genotypes as G
 from pocketnet_tf.search import monitor
-from tests.search.common import batch, compiled, tiny_network
+from tests.factory import compiled_search_model, labelled_images, tiny_search_network
 
 
 def _entry(epoch, acc):
@@ -39,9 +39,9 @@ def test_read_history_rejects_damaged_files(tmp_path):
 
 
 def test_epoch_end_records_metrics_genotype_alphas_and_pictures(tmp_path):
-    net = tiny_network()
-    model = compiled(net, second_order=False)
-    x, y = batch(6, seed=3)
+    net = tiny_search_network()
+    model = compiled_search_model(net, second_order=False)
+    x, y = labelled_images(6, seed=3, size=16)
     val = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     earlier = [_entry(1, 0.9), _entry(2, 0.8)]
     cb = monitor.SearchMonitor(net, tmp_path, val, val_steps=2, rank_edges_by="alpha", history=earlier)

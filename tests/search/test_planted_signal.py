@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from pocketnet_tf.genotypes import PRIMITIVES
 from pocketnet_tf.search.mixed_op import MixedOp
-from tests.search.common import compiled
+from tests.factory import compiled_search_model
 
 SIZE, CHANNELS, STEPS, BATCH = 6, 2, 100, 32
 THRESHOLD = 1.45  # median of the max of 9 N(0, 1) draws: Phi(1.45)^9 ~ 0.5
@@ -61,7 +61,7 @@ def _data(n, seed):
 def test_search_finds_the_planted_operation(second_order):
     keras.utils.set_random_seed(0)
     net = OneEdgeSupernet()
-    model = compiled(net, second_order=second_order, lr=0.05, alpha_lr=0.01)
+    model = compiled_search_model(net, second_order=second_order, lr=0.05, alpha_lr=0.01)
     (xt, yt), (xv, yv) = _data(STEPS * BATCH, 1), _data(STEPS * BATCH, 2)
     assert 0.45 < yt.mean() < 0.55  # balanced classes
     start = tf.nn.softmax(net.alpha)[0].numpy()

@@ -18,7 +18,7 @@ from absl import flags
 from pocketnet_tf.search.config import SearchConfig
 from pocketnet_tf.search.flags import define_flags
 from pocketnet_tf.train.precision import precision_scope
-from tests.search.common import batch, compiled, tiny_network
+from tests.factory import compiled_search_model, labelled_images, tiny_search_network
 
 
 def _parse(*args):
@@ -55,11 +55,11 @@ def _gradients(model, train_batch, val_batch):
 
 
 def test_first_order_bfloat16_step_matches_float32():
-    train_batch, val_batch = batch(4, seed=1), batch(4, seed=2)
-    reference = compiled(tiny_network(seed=0), second_order=False)
+    train_batch, val_batch = labelled_images(4, seed=1, size=16), labelled_images(4, seed=2, size=16)
+    reference = compiled_search_model(tiny_search_network(seed=0), second_order=False)
     with precision_scope("mixed_bfloat16"):
-        network = tiny_network(seed=0)
-    model = compiled(network, second_order=False)
+        network = tiny_search_network(seed=0)
+    model = compiled_search_model(network, second_order=False)
     model.network.set_weights(reference.network.get_weights())
     assert all(v.dtype == "float32" for v in model.network.weights)
     ref_loss, ref_grads = _gradients(reference, train_batch, val_batch)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.search.common import batch, compiled, tiny_network, values
+from tests.factory import compiled_search_model, labelled_images, tiny_search_network, weight_values
 
 LR, ALPHA_LR, CLIP, WD, ALPHA_WD = 0.05, 0.01, 0.05, 3e-4, 1e-3
 
@@ -43,35 +43,35 @@ def _sgd_first_step(weights, grads):
 
 
 def _model(**kwargs):
-    net = tiny_network()
-    model = compiled(net, lr=LR, clip_norm=CLIP, weight_decay=WD, alpha_lr=ALPHA_LR, alpha_weight_decay=ALPHA_WD,
-                     **kwargs)
+    net = tiny_search_network()
+    model = compiled_search_model(net, lr=LR, clip_norm=CLIP, weight_decay=WD, alpha_lr=ALPHA_LR,
+                                  alpha_weight_decay=ALPHA_WD, **kwargs)
     return net, model
 
 
 @pytest.mark.parametrize("second_order", [True, False])
 def test_alpha_step_touches_only_alphas_and_weight_step_only_weights(second_order):
     net, model = _model(second_order=second_order)
-    trn, val = batch(6, seed=1), batch(6, seed=2)
+    trn, val = labelled_images(6, seed=1, size=16), labelled_images(6, seed=2, size=16)
     model.weight_step(trn)  # non-zero momentum buffers for the virtual step
     others = [v for v in net.variables if id(v) not in {id(a) for a in net.alphas}]  # weights + BN statistics
-    before_alpha, before_others = values(net.alphas), values(others)
+    before_alpha, before_others = weight_values(net.alphas), weight_values(others)
     model.alpha_step(trn, val)
-    for a, b in zip(before_others, values(others)):
+    for a, b in zip(before_others, weight_values(others)):
         np.testing.assert_array_equal(a, b)
-    assert all(not np.array_equal(a, b) for a, b in zip(before_alpha, values(net.alphas)))
+    assert all(not np.array_equal(a, b) for a, b in zip(before_alpha, weight_values(net.alphas)))
 
-    before_alpha, before_weights = values(net.alphas), values(net.network_weights)
+    before_alpha, before_weights = weight_values(net.alphas), weight_values(net.network_weights)
     model.weight_step(trn)
-    for a, b in zip(before_alpha, values(net.alphas)):
+    for a, b in zip(before_alpha, weight_values(net.alphas)):
         np.testing.assert_array_equal(a, b)
-    changed = [not np.array_equal(a, b) for a, b in zip(before_weights, values(net.network_weights))]
+    changed = [not np.array_equal(a, b) for a, b in zip(before_weights, weight_values(net.network_weights))]
     assert all(changed), f"{changed.count(False)} weight tensors did not move"
 
 
 def test_every_network_weight_gets_a_training_gradient():
-    net = tiny_network()
-    _, grads, alpha_grads = _grads(net, *batch(6, seed=1))
+    net = tiny_search_network()
+    _, grads, alpha_grads = _grads(net, *labelled_images(6, seed=1, size=16))
     for w, g in zip(net.network_weights, grads):
         assert np.abs(g).max() > 0, w.path
     assert all(np.abs(g).max() > 0 for g in alpha_grads)
@@ -79,17 +79,17 @@ def test_every_network_weight_gets_a_training_gradient():
 
 def test_textbook_step_updates_alpha_first_then_weights_at_the_new_alpha():
     net, model = _model(second_order=False)
-    trn, val = batch(6, seed=1), batch(6, seed=2)
-    w0, a0 = values(net.network_weights), values(net.alphas)
+    trn, val = labelled_images(6, seed=1, size=16), labelled_images(6, seed=2, size=16)
+    w0, a0 = weight_values(net.network_weights), weight_values(net.alphas)
     _, _, d_alpha = _grads(net, *val)
     a1 = [_adam_first_step(a, g) for a, g in zip(a0, d_alpha)]
     loss, g_w, _ = _grads(net, *trn, alphas=[tf.constant(a) for a in a1])
     w1 = _sgd_first_step(w0, g_w)
 
     logs = model.train_step((trn, val))
-    for got, want in zip(values(net.alphas), a1):
+    for got, want in zip(weight_values(net.alphas), a1):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-    for got, want in zip(values(net.network_weights), w1):
+    for got, want in zip(weight_values(net.network_weights), w1):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert float(logs["loss"]) == pytest.approx(loss, rel=1e-5)
     assert set(logs) == {"loss", "accuracy", "alpha_loss"}
@@ -97,25 +97,25 @@ def test_textbook_step_updates_alpha_first_then_weights_at_the_new_alpha():
 
 def test_original_ordering_steps_weights_at_the_old_alpha_and_adds_the_train_gradient():
     net, model = _model(second_order=False, original=True)
-    trn, val = batch(6, seed=1), batch(6, seed=2)
-    w0, a0 = values(net.network_weights), values(net.alphas)
+    trn, val = labelled_images(6, seed=1, size=16), labelled_images(6, seed=2, size=16)
+    w0, a0 = weight_values(net.network_weights), weight_values(net.alphas)
     _, _, d_val = _grads(net, *val)
     _, g_w, d_trn = _grads(net, *trn)
     a1 = [_adam_first_step(a, gv + gt) for a, gv, gt in zip(a0, d_val, d_trn)]
     w1 = _sgd_first_step(w0, g_w)
 
     model.train_step((trn, val))
-    for got, want in zip(values(net.alphas), a1):
+    for got, want in zip(weight_values(net.alphas), a1):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-    for got, want in zip(values(net.network_weights), w1):
+    for got, want in zip(weight_values(net.network_weights), w1):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("original", [False, True])
 def test_second_order_step_uses_the_current_rate_and_momentum_buffers(original):
     net, model = _model(second_order=True, original=original)
-    trn, val = batch(6, seed=1), batch(6, seed=2)
-    model.weight_step(batch(6, seed=3))  # buffers != 0
+    trn, val = labelled_images(6, seed=1, size=16), labelled_images(6, seed=2, size=16)
+    model.weight_step(labelled_images(6, seed=3, size=16))  # buffers != 0
     model.optimizer.learning_rate = 0.03
     buffers = [tf.convert_to_tensor(b) for b in model._momentum_buffers()]
     assert all(float(tf.reduce_max(tf.abs(b))) > 0 for b in buffers)
@@ -123,12 +123,12 @@ def test_second_order_step_uses_the_current_rate_and_momentum_buffers(original):
     if original:
         _, _, d_trn = _grads(net, *trn)
         grads = [g + t for g, t in zip(grads, d_trn)]
-    a0 = values(net.alphas)
+    a0 = weight_values(net.alphas)
     # Adam at t = 2 after one step with zero gradient history on alpha: alpha untouched so far,
     # so this is the optimiser's first alpha step (t = 1).
     want = [_adam_first_step(a, np.asarray(g)) for a, g in zip(a0, grads)]
     model.train_step((trn, val))
-    for got, w in zip(values(net.alphas), want):
+    for got, w in zip(weight_values(net.alphas), want):
         np.testing.assert_allclose(got, w, rtol=1e-5, atol=2e-7)
     # With xi = 0 (and no buffers) the second-order rule is the first-order one; here it is not.
     first, _ = model.architect.alpha_gradients(trn, val, 0.0, [None] * len(buffers))
@@ -138,10 +138,10 @@ def test_second_order_step_uses_the_current_rate_and_momentum_buffers(original):
 def test_compile_requires_the_pytorch_sgd():
     import keras
 
-    net = tiny_network()
+    net = tiny_search_network()
     from pocketnet_tf.search.search_model import SearchModel
 
     with pytest.raises(ValueError, match="weight_optimizer must be a TorchSGD"):
         SearchModel(net).compile(weight_optimizer=keras.optimizers.SGD(0.1), alpha_optimizer=keras.optimizers.Adam())
     with pytest.raises(RuntimeError, match="call compile"):
-        SearchModel(net).alpha_step(batch(2, 0), batch(2, 1))
+        SearchModel(net).alpha_step(labelled_images(2, seed=0, size=16), labelled_images(2, seed=1, size=16))

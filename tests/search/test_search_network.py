@@ -12,7 +12,7 @@ from pocketnet_tf.layers.gdc import GroupedGlobalConv
 from pocketnet_tf.search.search_cell import SearchCell
 from pocketnet_tf.search.search_network import SearchNetwork
 from tests import helpers
-from tests.search.common import TINY, batch, tiny_network
+from tests.factory import SEARCH_TINY, labelled_images, tiny_search_network
 
 
 def _count(variables):
@@ -57,7 +57,7 @@ def test_paper_search_network_is_size_exact():
 
 
 def test_alphas_are_separate_from_the_weights_and_seeded():
-    net = tiny_network()
+    net = tiny_search_network()
     # Built in the constructor, every sub-layer included (Keras' symbolic build under a
     # distribution strategy would otherwise call the network with the (x, y) pairs of the search).
     assert [l.name for l in net._flatten_layers() if not l.built] == []
@@ -66,15 +66,15 @@ def test_alphas_are_separate_from_the_weights_and_seeded():
     assert len(alpha_ids) == 2 and not alpha_ids & weight_ids
     assert alpha_ids | weight_ids == {id(v) for v in net.trainable_variables}
     # Same seed, same start (alphas and weights); another seed, another start.
-    again = tiny_network()
+    again = tiny_search_network()
     for a, b in zip(net.trainable_variables, again.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    other = tiny_network(seed=1)
+    other = tiny_search_network(seed=1)
     assert not np.array_equal(net.alpha_values()[0][0], other.alpha_values()[0][0])
 
 
 def test_mixing_weights_are_the_row_softmax_and_drive_every_cell():
-    net = tiny_network()
+    net = tiny_search_network()
     rng = np.random.default_rng(0)
     for a in net.alphas:
         a.assign(rng.normal(size=a.shape).astype(np.float32))
@@ -82,8 +82,8 @@ def test_mixing_weights_are_the_row_softmax_and_drive_every_cell():
     for alpha, weights in zip(net.alphas, normal + reduce):
         e = np.exp(alpha.numpy() - alpha.numpy().max(axis=1, keepdims=True))
         np.testing.assert_allclose(weights, e / e.sum(axis=1, keepdims=True), rtol=1e-6)
-    x, _ = batch(2, seed=1)
-    x2, _ = batch(2, seed=2)
+    x, _ = labelled_images(2, seed=1, size=16)
+    x2, _ = labelled_images(2, seed=2, size=16)
     out = np.asarray(net(x, training=False))
     assert not np.allclose(out, np.asarray(net(x2, training=False)))
     # All mixing weight on 'none' on every edge of both cell types: every cell outputs zeros,
@@ -100,7 +100,7 @@ def test_mixing_weights_are_the_row_softmax_and_drive_every_cell():
 
 
 def test_genotype_derived_from_hand_set_alphas():
-    net = tiny_network(num_nodes=2)
+    net = tiny_search_network(num_nodes=2)
     # normal node0: edge 0 -> dw_conv_5x5 (0.9), edge 1 -> max_pool (0.5);
     # normal node1: edge 2 -> skip (1.0), edge 0 -> avg_pool (0.8), edge 1 weak;
     # 'none' is highest on some rows and must be ignored.
@@ -132,15 +132,16 @@ def test_genotype_derived_from_hand_set_alphas():
 
 
 def test_gdc_covers_the_final_map_and_pytorch_default_init():
-    net = tiny_network()
+    net = tiny_search_network()
     assert net.final_size == 2
     gdc = net.tail[4]
-    assert tuple(gdc.kernel.shape) == (2, 2, TINY["head_width"] // TINY["gdc_groups"], TINY["head_width"])
-    x, _ = batch(2, seed=0)
-    assert tuple(net(x).shape) == (2, TINY["num_classes"])
+    width = SEARCH_TINY["head_width"]
+    assert tuple(gdc.kernel.shape) == (2, 2, width // SEARCH_TINY["gdc_groups"], width)
+    x, _ = labelled_images(2, seed=0, size=16)
+    assert tuple(net(x).shape) == (2, SEARCH_TINY["num_classes"])
     # Same numbers as Keras' grouped Conv2D with the same kernel.
-    maps = np.random.default_rng(0).normal(size=(3, 2, 2, TINY["head_width"])).astype(np.float32)
-    reference = keras.layers.Conv2D(TINY["head_width"], 2, groups=TINY["gdc_groups"], use_bias=False)
+    maps = np.random.default_rng(0).normal(size=(3, 2, 2, SEARCH_TINY["head_width"])).astype(np.float32)
+    reference = keras.layers.Conv2D(SEARCH_TINY["head_width"], 2, groups=SEARCH_TINY["gdc_groups"], use_bias=False)
     reference.build(maps.shape)
     reference.kernel.assign(gdc.kernel.numpy())
     np.testing.assert_allclose(np.asarray(gdc(maps)), np.asarray(reference(maps)), rtol=1e-5, atol=1e-6)
@@ -162,7 +163,7 @@ def test_gdc_covers_the_final_map_and_pytorch_default_init():
         checked += 1
     assert checked > 20
     bias = np.asarray(net.classifier.bias)
-    assert np.abs(bias).max() <= 1 / math.sqrt(TINY["embedding_size"]) and np.any(bias != 0)
+    assert np.abs(bias).max() <= 1 / math.sqrt(SEARCH_TINY["embedding_size"]) and np.any(bias != 0)
 
 
 def test_search_cell_shapes_and_strides():
@@ -183,7 +184,7 @@ def test_search_cell_shapes_and_strides():
 
 
 def test_config_round_trip_and_bad_arguments():
-    net = tiny_network()
+    net = tiny_search_network()
     helpers.assert_config_round_trip(net)
     helpers.assert_config_round_trip(SearchCell(4, reduction=True, name="c"))
     helpers.assert_config_round_trip(GroupedGlobalConv(8, 2, name="g"))

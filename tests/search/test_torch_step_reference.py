@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from pocketnet_tf.search.architect import Architect
 from pocketnet_tf.search.search_network import SearchNetwork
-from tests.search.common import batch
+from tests.factory import labelled_images
 
 torch = pytest.importorskip("torch")
 from tests import torch_search_reference as ref  # noqa: E402
@@ -35,7 +35,7 @@ def _keras_network(dtype):
 
 
 def _batches():
-    return batch(4, seed=1, size=32, classes=5, dtype="float64"), batch(4, seed=2, size=32, classes=5, dtype="float64")
+    return tuple(labelled_images(4, seed=seed, size=32, classes=5, dtype="float64") for seed in (1, 2))
 
 
 def _ours(net, dtype, trn, val):

@@ -9,8 +9,8 @@ from pocketnet_tf.layers.margin import ArcMarginHead, CosMarginHead
 from pocketnet_tf.train.distiller import DistillationModel, MarginModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.teachers import SavedModelTeacher, TeacherError, export_savedmodel
-from tests.helpers import randomize_batchnorm_statistics, two_cpu_strategy
-from tests.train.common import dataset, tiny_backbone, tiny_data, weights_of
+from tests.factory import dataset, labelled_images, randomize_weights, tiny_backbone, weight_values
+from tests.helpers import two_cpu_strategy
 
 
 def _l2n(a):
@@ -25,12 +25,12 @@ def _log_softmax(z):
 @pytest.fixture
 def keras_teacher():
     teacher = tiny_backbone(seed=7, name="teacher")
-    randomize_batchnorm_statistics(teacher, seed=3)
+    randomize_weights(teacher, seed=3)
     return teacher
 
 
 def test_loss_terms_match_numpy(keras_teacher):
-    x, y = tiny_data(6)
+    x, y = labelled_images(6)
     model = DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=keras_teacher, kd_weight=100.0)
     total, terms, _ = model.compute_losses(x, y, training=False, teacher_embeddings=model._teacher_embeddings(x))
     s = np.asarray(model.backbone(x, training=False))
@@ -52,7 +52,7 @@ def test_every_student_variable_gets_a_gradient_and_the_teacher_none(kind, keras
     if kind == "savedmodel":
         export_savedmodel(keras_teacher, tmp_path / "teacher")
         teacher = str(tmp_path / "teacher")
-    x, y = tiny_data(6)
+    x, y = labelled_images(6)
     model = DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=teacher)
     student_vars = model.backbone.trainable_variables + model.head.trainable_variables
     teacher_vars = model.teacher.variables
@@ -76,21 +76,21 @@ def test_teacher_is_bit_identical_after_fit(kind, keras_teacher, tmp_path):
     if kind == "savedmodel":
         export_savedmodel(keras_teacher, tmp_path / "teacher")
         teacher = SavedModelTeacher(tmp_path / "teacher")
-    before = [np.array(v) for v in teacher.variables] if kind == "savedmodel" else weights_of(keras_teacher)
-    x, y = tiny_data(16)
+    before = [np.array(v) for v in teacher.variables] if kind == "savedmodel" else weight_values(keras_teacher.weights)
+    x, y = labelled_images(16)
     model = DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=teacher)
     model.compile(optimizer=TorchSGD(0.1, clip_norm=5.0))
-    student_before = weights_of(model.backbone)
+    student_before = weight_values(model.backbone.weights)
     history = model.fit(dataset(x, y, 8), epochs=2, verbose=0)
-    after = [np.array(v) for v in teacher.variables] if kind == "savedmodel" else weights_of(keras_teacher)
+    after = [np.array(v) for v in teacher.variables] if kind == "savedmodel" else weight_values(keras_teacher.weights)
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
-    assert any(not np.array_equal(a, b) for a, b in zip(student_before, weights_of(model.backbone)))
+    assert any(not np.array_equal(a, b) for a, b in zip(student_before, weight_values(model.backbone.weights)))
     assert set(history.history) == {"loss", "ce_loss", "kd_loss", "nonfinite_steps"}
     assert all(k > 0 for k in history.history["kd_loss"])
 
 
 def test_margin_model_trains_with_plain_fit_on_image_label_data(tmp_path):
-    x, y = tiny_data(24, classes=3, seed=4)
+    x, y = labelled_images(24, classes=3, seed=4)
     keras.utils.set_random_seed(0)
     model = MarginModel(tiny_backbone(embedding_size=8), CosMarginHead(3, scale=16.0, margin=0.1))
     model.compile(optimizer=TorchSGD(0.05, weight_decay=0.0, clip_norm=5.0))
@@ -117,7 +117,7 @@ def test_compile_rejects_a_loss_and_teacher_mismatch_raises():
 
 
 def test_cosine_kd_term_matches_numpy_and_round_trips(keras_teacher):
-    x, y = tiny_data(6)
+    x, y = labelled_images(6)
     model = DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=keras_teacher, kd_weight=3.0,
                               kd_loss="cosine")
     _, terms, _ = model.compute_losses(x, y, training=False, teacher_embeddings=model._teacher_embeddings(x))
@@ -139,7 +139,7 @@ def test_cosine_kd_term_matches_numpy_and_round_trips(keras_teacher):
 def test_cosine_kd_on_two_replicas_equals_one_device(keras_teacher):
     """The cosine term is a keras Loss, so its 1/replicas scaling is Keras' own: one SGD step on
     two logical CPUs moves the student exactly as one device does."""
-    x, y = tiny_data(8)
+    x, y = labelled_images(8)
 
     def one_step(strategy):
         keras.utils.set_random_seed(0)
@@ -149,7 +149,7 @@ def test_cosine_kd_on_two_replicas_equals_one_device(keras_teacher):
                                       kd_weight=50.0, kd_loss="cosine")
             model.compile(optimizer=TorchSGD(0.1))
         model.fit(dataset(x, y, 8), epochs=1, verbose=0)
-        return weights_of(model.backbone)
+        return weight_values(model.backbone.weights)
 
     single = one_step(tf.distribute.get_strategy())
     mirrored = one_step(two_cpu_strategy())

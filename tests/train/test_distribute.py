@@ -25,8 +25,8 @@ from pocketnet_tf.train.distiller import DistillationModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.schedules import EpochStepDecay
 from pocketnet_tf.train.teachers import SavedModelTeacher, export_savedmodel
-from tests.helpers import randomize_batchnorm_statistics, two_cpu_strategy
-from tests.train.common import tiny_backbone
+from tests.factory import randomize_weights, tiny_backbone
+from tests.helpers import two_cpu_strategy
 
 SPEC = {"examples": 24, "batch_size": 8, "epochs": 2, "clip_norm": 0.05}
 
@@ -50,7 +50,7 @@ def train_data(spec):
 
 def _teacher(tmp_path):
     teacher = tiny_backbone(seed=9, name="teacher")
-    randomize_batchnorm_statistics(teacher, seed=9)
+    randomize_weights(teacher, seed=9)
     return str(export_savedmodel(teacher, tmp_path / "teacher"))
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.train.common import tiny_data
+from tests.factory import labelled_images
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 
@@ -32,7 +32,7 @@ def test_snippets_run_at_small_scale(tmp_path):
         export_savedmodel, scaled_learning_rate,
     )
 
-    x, y = tiny_data(8, input_size=32, classes=4)
+    x, y = labelled_images(8, size=32, classes=4)
     my_dataset = tf.data.Dataset.from_tensor_slices((x, y))
     dataset = my_dataset.batch(4, drop_remainder=True)
     steps_per_epoch = 2

@@ -19,11 +19,11 @@ from pocketnet_tf.train.guard import DivergenceError, DivergenceGuard
 from pocketnet_tf.train.loop import fit_epochs
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.teachers import SavedModelTeacher, TeacherError, export_savedmodel
+from tests.factory import labelled_images, tiny_backbone, weight_values
 from tests.helpers import two_cpu_strategy
-from tests.train.common import tiny_backbone, tiny_data, weights_of
 
 SPE = 4
-X, Y = tiny_data(16, seed=2)
+X, Y = labelled_images(16, seed=2)
 
 
 def _model(seed=0, strategy=None):
@@ -67,7 +67,7 @@ def test_two_replicas_agree_on_skipping():
     model = _model(strategy=strategy)
     x = X[:4].copy()
     x[3, 0, 0, 0] = np.inf  # only the second replica's half is bad
-    before = weights_of(model)
+    before = weight_values(model.weights)
     with pytest.raises(DivergenceError, match="global step 1"):
         model.fit(tf.data.Dataset.from_tensor_slices((x, Y[:4])).batch(4), epochs=1, verbose=0,
                   callbacks=[DivergenceGuard()])

@@ -8,13 +8,13 @@ import numpy as np
 from pocketnet_tf.layers.margin import ArcMarginHead
 from pocketnet_tf.train.distiller import MarginModel
 from pocketnet_tf.train.optimizer import TorchSGD
-from tests.train.common import dataset, tiny_backbone, tiny_data, weights_of
+from tests.factory import dataset, labelled_images, tiny_backbone, weight_values
 
 
 def _trained(tmp_path):
     model = MarginModel(tiny_backbone(), ArcMarginHead(3, scale=8.0, margin=0.3))
     model.compile(optimizer=TorchSGD(learning_rate=0.1, momentum=0.9, weight_decay=5e-4, clip_norm=0.01))
-    x, y = tiny_data()
+    x, y = labelled_images()
     model.fit(dataset(x, y, 4), epochs=1, verbose=0, shuffle=False)
     path = tmp_path / "margin_model.keras"
     model.save(path)
@@ -37,5 +37,5 @@ def test_loading_a_training_model_compiles_it_without_a_warning(tmp_path):
     # Training on from the file equals training on in memory (momentum and clipping included).
     model.fit(dataset(x, y, 4), epochs=1, verbose=0, shuffle=False)
     loaded.fit(dataset(x, y, 4), epochs=1, verbose=0, shuffle=False)
-    for a, b in zip(weights_of(model), weights_of(loaded)):
+    for a, b in zip(weight_values(model.weights), weight_values(loaded.weights)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

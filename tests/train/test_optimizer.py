@@ -9,7 +9,7 @@ from pocketnet_tf.layers.margin import ArcMarginHead
 from pocketnet_tf.train.distiller import MarginModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.schedules import EpochStepDecay, epoch_factor
-from tests.train.common import tiny_backbone, tiny_data
+from tests.factory import labelled_images, tiny_backbone
 
 torch = pytest.importorskip("torch", reason="torch.optim.SGD is the reference (test extra)")
 
@@ -103,7 +103,7 @@ def _manual_step(model, x, y, lr, weight_decay, clip_norm):
 @pytest.mark.parametrize("clip_norm", [0.01, None])
 def test_clipping_applies_to_the_backbone_only(clip_norm):
     lr, wd = 0.1, 5e-4
-    x, y = tiny_data(8)
+    x, y = labelled_images(8)
     model = MarginModel(tiny_backbone(), ArcMarginHead(3))
     model.compile(optimizer=TorchSGD(lr, momentum=0.9, weight_decay=wd, clip_norm=clip_norm))
     expected, bb_norm, head_norm = _manual_step(model, x, y, lr, wd, clip_norm)

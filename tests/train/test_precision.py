@@ -22,8 +22,8 @@ from pocketnet_tf.train.distiller import DistillationModel, MarginModel
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.precision import float32_copy, optimizer_options, precision_scope
 from pocketnet_tf.train.teachers import export_savedmodel
+from tests.factory import dataset, labelled_images, tiny_backbone
 from tests.helpers import two_cpu_strategy
-from tests.train.common import dataset, tiny_backbone, tiny_data
 
 TOLERANCE = {"mixed_bfloat16": 5e-2, "mixed_float16": 5e-2}
 
@@ -62,7 +62,7 @@ def bf16_teacher(tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_one_step_matches_float32(precision, bf16_teacher):
-    x, y = tiny_data(n=8)
+    x, y = labelled_images(n=8)
     reference = _model("float32", teacher=bf16_teacher)
     # 2^15 (the default start) overflows this loss in fp16 and is halved by the first steps of a
     # run (see the overflow test); start where a run settles.
@@ -88,7 +88,7 @@ def test_one_step_matches_float32(precision, bf16_teacher):
 
 
 def test_float16_overflow_skips_the_step_and_halves_the_scale():
-    x, y = tiny_data(n=8)
+    x, y = labelled_images(n=8)
     # A loss scale this large turns the fp16 backward into inf: the step must change nothing.
     model = _model("mixed_float16", initial_loss_scale=1e30)
     before = [np.array(w) for w in model.trainable_variables]
@@ -146,7 +146,7 @@ def test_clipping_after_unscaling_equals_the_float32_clip():
 def test_float16_two_replicas_equal_one_device():
     """Loss scaling under MirroredStrategy: the overflow decision is taken on the summed gradient
     (both replicas skip together), the clip sees the unscaled sum, and the result equals one device."""
-    x, y = tiny_data(n=16)
+    x, y = labelled_images(n=16)
     kwargs = {"batch_norm_layers": False, "initial_loss_scale": 2.0 ** 8, "growth_interval": 1}
     single = _model("mixed_float16", **kwargs)
     init = single.get_weights()
@@ -166,7 +166,7 @@ def test_float16_two_replicas_equal_one_device():
 
 
 def test_float32_copy_saves_a_float32_model(tmp_path):
-    x, _ = tiny_data(n=4)
+    x, _ = labelled_images(n=4)
     with precision_scope("mixed_bfloat16"):
         backbone = tiny_backbone()
     copy = float32_copy(backbone)
@@ -183,7 +183,7 @@ def test_float32_copy_saves_a_float32_model(tmp_path):
 
 
 def test_margin_model_reports_a_nan_step_in_float32():
-    x, y = tiny_data(n=8)
+    x, y = labelled_images(n=8)
     keras.utils.set_random_seed(0)
     model = MarginModel(tiny_backbone(), ArcMarginHead(3))
     model.compile(optimizer=TorchSGD(0.1))

@@ -1,26 +1,18 @@
 """``python -m pocketnet_tf.train --precision=mixed_bfloat16`` -> student.keras -> convert (fp32) -> evaluate.
 
 The student trained in mixed precision must be an ordinary float32 model for the tools that follow.
+Training runs as the command; conversion and evaluation run through the library calls their
+commands make (``run_export``, ``run_evaluation``: their flag handling is tested in
+tests/export/test_cli.py and tests/eval/test_evaluate_cli.py), in this process, which saves two
+TensorFlow start-ups.
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.cli_support import run_module
 from tests.train.test_cli import SMALL_QUICKSTART
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=900)
 
 
 @pytest.mark.slow
@@ -40,16 +32,18 @@ def test_mixed_bfloat16_student_converts_and_evaluates(tmp_path):
     assert {layer.dtype_policy.name for layer in student._flatten_layers()} == {"float32"}
     assert student.output.dtype == "float32"
 
+    from pocketnet_tf.eval.runner import EvalConfig, run_evaluation
+    from pocketnet_tf.export.exporter import ExportConfig, run_export
+
     bin_path = workdir / "data" / "synth_val.bin"
     bundle = tmp_path / "bundle"
-    proc = _run("pocketnet_tf.convert", f"--model={workdir / 'student.keras'}", "--mode=fp32", f"--out={bundle}",
-                f"--validation_data={workdir / 'data'}", "--num_validation=8", "--golden_count=1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "fp32 (PASSED)" in proc.stdout
-    proc = _run("pocketnet_tf.evaluate", f"--model={bundle / 'model.tflite'}", f"--bin={bin_path}",
-                f"--out={tmp_path / 'eval'}", "--no-progress")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    accuracy = json.loads((tmp_path / "eval" / "results.json").read_text())["sets"]["synth_val"]["accuracy"]
+    report = run_export(ExportConfig(model=str(workdir / "student.keras"), mode="fp32", out=str(bundle),
+                                     validation_data=str(workdir / "data"), num_validation=8, golden_count=1))
+    assert report["passed"] and report["reasons"] == [], report["reasons"]
+    evaluation = run_evaluation(EvalConfig(model=str(bundle / "model.tflite"), bin=(str(bin_path),),
+                                           out=str(tmp_path / "eval"), progress=False, plots=False))
+    assert (tmp_path / "eval" / "results.json").is_file()
+    accuracy = evaluation["sets"]["synth_val"]["accuracy"]
     # Same weights as the bfloat16 model evaluated at the end of training; the float32 TFLite
     # embeddings differ from bfloat16 ones by ~1 %, which flips at most a pair or two of the 40
     # (0.025 each).

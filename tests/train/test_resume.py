@@ -16,7 +16,7 @@ from pocketnet_tf.train.loop import fit_epochs
 from pocketnet_tf.train.optimizer import TorchSGD
 from pocketnet_tf.train.schedules import EpochStepDecay
 from pocketnet_tf.train.teachers import SavedModelTeacher, read_manifest
-from tests.train.common import tiny_backbone, tiny_data, weights_of
+from tests.factory import labelled_images, tiny_backbone, weight_values
 
 SPE, EPOCHS = 4, 3
 
@@ -30,7 +30,7 @@ def _model(seed):
     return model
 
 
-X, Y = tiny_data(16, seed=2)
+X, Y = labelled_images(16, seed=2)
 
 
 def _epoch_dataset(epoch):
@@ -80,7 +80,7 @@ def test_resume_mid_epoch_continues_exactly(tmp_path):
                            verbose=0, callbacks=[ResumableCheckpoint(ckpt, SPE), epochs])
     assert epochs.begun == [1, 2] and len(histories) == 2
     assert int(resumed.optimizer.iterations.numpy()) == EPOCHS * SPE
-    for a, b in zip(weights_of(resumed), weights_of(reference)):
+    for a, b in zip(weight_values(resumed.weights), weight_values(reference.weights)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # Optimiser state (momentum buffers) too.
     for a, b in zip(resumed.optimizer.variables, reference.optimizer.variables):

@@ -15,13 +15,12 @@ from pocketnet_tf.train.teacher_schedule import TeacherSchedule, TeacherSchedule
 from pocketnet_tf.train.teachers import (
     ManifestEntry, SavedModelTeacher, TeacherError, export_savedmodel, read_manifest, write_manifest,
 )
-from tests.helpers import randomize_batchnorm_statistics
-from tests.train.common import dataset, tiny_backbone, tiny_data
+from tests.factory import dataset, labelled_images, randomize_weights, tiny_backbone
 
 
 def _teacher_dir(tmp_path, name, seed, **kwargs):
     model = tiny_backbone(seed=seed, name=f"teacher_{name}", **kwargs)
-    randomize_batchnorm_statistics(model, seed=seed)
+    randomize_weights(model, seed=seed)
     path = export_savedmodel(model, tmp_path / name)
     return model, path
 
@@ -30,7 +29,7 @@ def test_export_load_round_trip_and_manifest(tmp_path):
     model, path = _teacher_dir(tmp_path, "t1", seed=1)
     teacher = SavedModelTeacher(path)
     assert teacher.input_shape == (8, 8, 3) and teacher.embedding_size == 4
-    x, _ = tiny_data(5)
+    x, _ = labelled_images(5)
     np.testing.assert_allclose(np.asarray(teacher(tf.constant(x))), np.asarray(model(x, training=False)), atol=1e-5)
     assert not list(tmp_path.glob(".t1*"))  # no temporary left behind
     entries = [ManifestEntry(2, 20, "t2", 4, [8, 8, 3]), ManifestEntry(1, 10, "t1", 4, [8, 8, 3])]
@@ -85,7 +84,7 @@ def test_schedule_validation_fails_before_the_first_step(problem, tmp_path):
     schedule = TeacherSchedule.from_paths([good, good, bad], epochs=3)
     model = DistillationModel(tiny_backbone(), ArcMarginHead(3), teacher=good)
     model.compile(optimizer=TorchSGD(0.1))
-    x, y = tiny_data(8)
+    x, y = labelled_images(8)
     with pytest.raises((TeacherError, FileNotFoundError), match=message):
         model.fit(dataset(x, y, 4), epochs=3, callbacks=[TeacherScheduleCallback(schedule)], verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 0  # nothing trained with a broken schedule
@@ -105,7 +104,7 @@ class _RecordTeacherOutput(keras.callbacks.Callback):
 def test_the_compiled_step_sees_the_teacher_change_at_epoch_boundaries(tmp_path):
     models, paths = zip(*[_teacher_dir(tmp_path, f"t{i}", seed=10 * i + 1) for i in range(3)])
     schedule = TeacherSchedule.from_paths([paths[0], paths[1], paths[2], paths[0]], epochs=4)
-    x, y = tiny_data(8)
+    x, y = labelled_images(8)
     student = tiny_backbone()
     model = DistillationModel(student, ArcMarginHead(3), teacher=paths[0], kd_weight=100.0)
     # LR 0: the student stays fixed, so each epoch's KD term is a function of the teacher alone.
@@ -135,7 +134,7 @@ def test_a_different_architecture_forces_a_retrace_and_is_still_seen(tmp_path):
     inputs = keras.Input((8, 8, 3))
     other = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)), name="other")
     p1 = export_savedmodel(other, tmp_path / "other")
-    x, y = tiny_data(8)
+    x, y = labelled_images(8)
     student = tiny_backbone()
     model = DistillationModel(student, ArcMarginHead(3), teacher=p0)
     model.compile(optimizer=TorchSGD(0.0, weight_decay=0.0))

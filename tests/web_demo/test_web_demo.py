@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pocketnet_tf.web_demo import build, server, site
-from tests.android import bundles
+from tests import factory
 
 
 def _fake_web_root(root: Path) -> Path:
@@ -32,7 +32,7 @@ def _fake_web_root(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    return bundles.export(tmp_path_factory.mktemp("web_bundle"), "fp32", False)
+    return factory.export_bundle(tmp_path_factory.mktemp("web_bundle"), "fp32", False)
 
 
 @pytest.fixture()
