@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from pocketnet_tf.importers.convert import ImportConfig, import_checkpoint
+    from pocketnet_tf.importers.checkpoint import ImportConfig, import_checkpoint
 
     try:
         config = ImportConfig.from_flags(FLAGS)

@@ -22,7 +22,7 @@ def measure(name: str, batch: int, seed: int) -> dict:
     import numpy as np
     import torch
 
-    from pocketnet_tf.importers.convert import ImportConfig, import_checkpoint
+    from pocketnet_tf.importers.checkpoint import ImportConfig, import_checkpoint
     from pocketnet_tf.models import registry
     from tests import torch_reference as ref
     from tests.factory import random_images

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pocketnet_tf.importers.convert import ImportConfig, import_checkpoint
+from pocketnet_tf.importers.checkpoint import ImportConfig, import_checkpoint
 from pocketnet_tf.importers.torch_checkpoint import StateDictMismatchError
 from tests.factory import random_images
 from tests.importers.common import ATOL, max_abs_diff
@@ -41,13 +41,13 @@ def test_pocketnet_s128_full_size_matches_torch(s128_checkpoint, tmp_path):
 def tiny_checkpoint(tmp_path, monkeypatch):
     """A tiny reference checkpoint; ``import_checkpoint`` builds the matching tiny PocketNet."""
     torch = pytest.importorskip("torch", reason="the PyTorch reference needs the torch test extra")
-    from pocketnet_tf.importers import convert
+    from pocketnet_tf.importers import checkpoint
     from pocketnet_tf.models.pocketnet import PocketNet
     from tests import torch_reference as ref
 
     tiny = dict(channels=4, num_cells=5, embedding_size=16, head_width=32, input_size=32)
     module = ref.randomize_(ref.AugmentCNN(**tiny), seed=12)
-    monkeypatch.setattr(convert, "build_model", lambda config: PocketNet(**tiny))
+    monkeypatch.setattr(checkpoint, "build_model", lambda config: PocketNet(**tiny))
     path = tmp_path / "tiny.pth"
     torch.save(module.state_dict(), path)
     return torch, module, path
