@@ -195,9 +195,5 @@ class Architect:
         plus = [w + eps * d for w, d in zip(weight_values, direction)]
         minus = [w - eps * d for w, d in zip(weight_values, direction)]
         grad_plus = self._alpha_gradients_at(plus, alpha_values, x_trn, y_trn)
-        # The two passes are independent, so a graph would run them side by side and hold both
-        # passes' activations at once; running w- after w+ keeps one pass's worth alive.
-        with tf.control_dependencies(grad_plus):
-            minus = [tf.identity(m) for m in minus]
         grad_minus = self._alpha_gradients_at(minus, alpha_values, x_trn, y_trn)
         return [(p - m) / (2.0 * eps) for p, m in zip(grad_plus, grad_minus)]
