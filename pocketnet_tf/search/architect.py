@@ -77,12 +77,6 @@ class Architect:
     def loss(self, weight_values, alpha_values, x, y, training=True):
         """Loss of the network evaluated at the given weight and alpha values (stateless: the
         batch-norm statistic updates of the forward pass are discarded)."""
-        return self.forward(weight_values, alpha_values, x, y, training)[0]
-
-    def forward(self, weight_values, alpha_values, x, y, training=True):
-        """``(loss, logits, non_trainable_values)`` of the network at the given weight and alpha
-        values; the last are the non-trainable variables' values after the forward pass (the
-        batch-norm moving statistics in training mode). No variable is touched."""
         non_trainable = [tf.convert_to_tensor(v) for v in self.network.non_trainable_variables]
         # Inside the train step's graph, call the traced function; eagerly (tests, debugging),
         # run the same code directly: tracing a function per tape would cost far more.
@@ -91,32 +85,14 @@ class Architect:
 
     def _stateless_loss_impl(self, weight_values, alpha_values, non_trainable_values, x, y, training):
         # Traced once and called several times per step (virtual step, unrolled validation loss,
-        # w+ and w-, and the weight step itself): the step graph then holds one copy of the network
-        # and one backward function instead of five, which cuts tracing time several-fold for the
-        # 112-edge paper network. Every input is explicit (nothing captured), so the same function
-        # serves every replica.
+        # w+ and w-): the step graph then holds one copy of the network instead of four, which
+        # cuts tracing time and memory several-fold for the 112-edge paper network. Every input
+        # is explicit (nothing captured), so the same function serves every replica.
         trainable = [
             alpha_values[i] if kind == "alpha" else weight_values[i] for kind, i in self._layout
         ]
-        logits, non_trainable = self.network.stateless_call(trainable, non_trainable_values, x, training=training)
-        return self.loss_fn(y, logits), logits, list(non_trainable)
-
-    def train_forward(self, x, y, with_alphas=False):
-        """The weight step's forward pass at the current variables: ``(loss, logits, grads)``
-        with ``grads`` the gradient of the loss w.r.t. ``network.network_weights`` (followed by
-        ``network.alphas`` if ``with_alphas``). The batch-norm moving statistics are updated as a
-        stateful forward would; nothing else is touched. Runs through the same traced function as
-        the architect's virtual forwards."""
-        weights = [tf.convert_to_tensor(w) for w in self.network.network_weights]
-        alphas = [tf.convert_to_tensor(a) for a in self.network.alphas]
-        sources = weights + alphas if with_alphas else weights
-        with tf.GradientTape() as tape:
-            tape.watch(sources)
-            loss, logits, non_trainable = self.forward(weights, alphas, x, y)
-        grads = tape.gradient(loss, sources)
-        for variable, value in zip(self.network.non_trainable_variables, non_trainable):
-            variable.assign(value)
-        return loss, logits, grads
+        logits, _ = self.network.stateless_call(trainable, non_trainable_values, x, training=training)
+        return self.loss_fn(y, logits)
 
     def weight_gradients(self, weight_values, alpha_values, x, y):
         with tf.GradientTape() as tape:

@@ -107,10 +107,12 @@ class SearchModel(keras.Model):
             return [None] * len(self.network.network_weights)
         return [opt.momentums[opt._get_variable_index(w)] for w in self.network.network_weights]
 
-    def _train_forward(self, x, y, with_alphas=False):
-        """Training forward (BN statistics update) and the gradients w.r.t. the network weights
-        (then the alphas if ``with_alphas``), through the architect's traced forward."""
-        return self.architect.train_forward(x, y, with_alphas=with_alphas)
+    def _train_forward(self, x, y, variables):
+        """Real (stateful: BN statistics update) training forward; gradients w.r.t. ``variables``."""
+        with tf.GradientTape() as tape:
+            logits = self.network(x, training=True)
+            loss = self.loss_fn(y, logits)
+        return loss, logits, tape.gradient(loss, variables)
 
     def alpha_step(self, train_batch, val_batch):
         """Textbook DARTS alpha update; returns the validation loss. Touches only the alphas."""
@@ -127,7 +129,7 @@ class SearchModel(keras.Model):
         self._check_compiled()
         x, y = train_batch
         weights = self.network.network_weights
-        loss, logits, grads = self._train_forward(x, y)
+        loss, logits, grads = self._train_forward(x, y, weights)
         self.optimizer.apply(grads, weights)
         return loss, logits
 
@@ -136,7 +138,7 @@ class SearchModel(keras.Model):
         self._check_compiled()
         x, y = train_batch
         weights, alphas = self.network.network_weights, self.network.alphas
-        loss, logits, grads = self._train_forward(x, y, with_alphas=True)
+        loss, logits, grads = self._train_forward(x, y, weights + alphas)
         w_grads, train_alpha_grads = grads[: len(weights)], grads[len(weights):]
         # The virtual step needs the full-batch gradient: sum the replicas' shares.
         reduced = all_reduce_sum(w_grads) if self.second_order else None
