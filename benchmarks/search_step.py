@@ -11,7 +11,9 @@ process (so its peak resident memory is its own): build, one untimed step (traci
 optimisation, reported as "first step"), then ``--steps`` timed steps of the compiled
 ``SearchModel.train_step`` on random data; the median is reported. Peak memory is the process'
 maximum resident set size (includes TensorFlow itself, ~0.5 GB). Figures depend on the machine
-and on what else runs on it (the load average is printed).
+and on what else runs on it (the load average is printed); the process CPU time (user + system,
+all threads) of the first step and of the steps is printed too: on a shared machine it varies far
+less with the load than the wall time does.
 
 ``--compare_torch`` measures the second-order step twice, ours and the PyTorch reference of the
 same step (``tests/torch_search_reference.py``: the original's Architect with a deep-copied
@@ -31,6 +33,11 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def _measure(args) -> dict:
@@ -61,16 +68,17 @@ def _measure(args) -> dict:
 
     data = (half(), half())
     step = tf.function(model.train_step)
-    t = time.time()
+    t, c = time.time(), _cpu_seconds()
     logs = step(data)
     float(logs["loss"])
-    first = time.time() - t
-    times = []
+    first, first_cpu = time.time() - t, _cpu_seconds() - c
+    times, cpu = [], []
     for _ in range(args.steps):
-        t = time.time()
+        t, c = time.time(), _cpu_seconds()
         logs = step(data)
         float(logs["loss"])
         times.append(time.time() - t)
+        cpu.append(_cpu_seconds() - c)
     return {
         "order": args.order,
         "original_ordering": args.original_ordering,
@@ -80,7 +88,9 @@ def _measure(args) -> dict:
         "alphas": int(sum(int(np.prod(v.shape)) for v in net.alphas)),
         "build_s": round(built, 1),
         "first_step_s": round(first, 1),
+        "first_step_cpu_s": round(first_cpu, 1),
         "step_s_median": round(float(np.median(times)), 3),
+        "step_cpu_s_median": round(float(np.median(cpu)), 3),
         "step_s_all": [round(x, 3) for x in times],
         "images_per_s": round(2 * args.batch_size / float(np.median(times)), 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
@@ -112,18 +122,21 @@ def _measure_torch(args) -> dict:
         return x, torch.randint(0, args.num_classes, (args.batch_size,), generator=gen)
 
     trn, val = half(), half()
-    times = []
+    times, cpu = [], []
     for _ in range(args.steps + 1):
-        t = time.time()
+        t, c = time.time(), _cpu_seconds()
         float(ref.search_step(net, architect, w_optim, a_optim, trn, val))
         times.append(time.time() - t)
+        cpu.append(_cpu_seconds() - c)
     first, times = times[0], times[1:]
+    first_cpu, cpu = cpu[0], cpu[1:]
     return {
         "order": "second (torch)", "original_ordering": False, "batch_size": args.batch_size,
         "input_size": args.input_size,
         "weights": int(sum(p.numel() for p in net.weights())), "alphas": int(sum(a.numel() for a in net.alphas())),
-        "build_s": round(built, 1), "first_step_s": round(first, 1),
-        "step_s_median": round(float(np.median(times)), 3), "step_s_all": [round(x, 3) for x in times],
+        "build_s": round(built, 1), "first_step_s": round(first, 1), "first_step_cpu_s": round(first_cpu, 1),
+        "step_s_median": round(float(np.median(times)), 3), "step_cpu_s_median": round(float(np.median(cpu)), 3),
+        "step_s_all": [round(x, 3) for x in times],
         "images_per_s": round(2 * args.batch_size / float(np.median(times)), 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
     }
@@ -131,7 +144,7 @@ def _measure_torch(args) -> dict:
 
 def _ratios(ours: dict, torch_result: dict) -> dict:
     return {key: round(ours[key] / max(torch_result[key], 1e-9), 2)
-            for key in ("step_s_median", "peak_rss_gb", "first_step_s")}
+            for key in ("step_s_median", "peak_rss_gb", "first_step_s", "step_cpu_s_median", "first_step_cpu_s")}
 
 
 def main():
@@ -180,10 +193,12 @@ def main():
     for r in results:
         print(f"{r['order']:>6}-order: build {r['build_s']} s, first step {r['first_step_s']} s, step "
               f"{r['step_s_median']} s (median of {len(r['step_s_all'])}: {r['step_s_all']}), "
-              f"{r['images_per_s']} img/s, peak RSS {r['peak_rss_gb']} GB")
+              f"{r['images_per_s']} img/s, peak RSS {r['peak_rss_gb']} GB; CPU time: first step "
+              f"{r['first_step_cpu_s']} s, step {r['step_cpu_s_median']} s")
     if ratios:
         print(f"ours / torch: step {ratios['step_s_median']}x, peak RSS {ratios['peak_rss_gb']}x, "
-              f"first step {ratios['first_step_s']}x")
+              f"first step {ratios['first_step_s']}x; CPU time: step {ratios['step_cpu_s_median']}x, "
+              f"first step {ratios['first_step_cpu_s']}x")
 
 
 if __name__ == "__main__":
