@@ -14,7 +14,7 @@ import numpy as np
 from pocketnet_tf.fitting import checkpoints, guard, loop, precision, torch_sgd
 from pocketnet_tf.layers.margin import ArcMarginHead
 from pocketnet_tf.train.distiller import MarginModel
-from tests.train.common import dataset, tiny_backbone, tiny_data
+from tests.factory import dataset, labelled_images, tiny_backbone
 
 _OLD_MODULE = "pocketnet_tf.train.optimizer"
 
@@ -60,7 +60,7 @@ def _with_old_module_name(src, dst):
 def test_a_training_model_saved_before_the_move_loads_with_its_optimiser(tmp_path):
     model = MarginModel(tiny_backbone(), ArcMarginHead(3, scale=8.0, margin=0.3))
     model.compile(optimizer=torch_sgd.TorchSGD(learning_rate=0.1, momentum=0.9, weight_decay=5e-4, clip_norm=0.01))
-    x, y = tiny_data()
+    x, y = labelled_images()
     model.fit(dataset(x, y, 4), epochs=1, verbose=0, shuffle=False)
     model.save(tmp_path / "now.keras")
     _with_old_module_name(tmp_path / "now.keras", tmp_path / "before.keras")
