@@ -55,3 +55,16 @@ def kill_at_checkpoint(module: str, args, state_path: Path, ready, timeout: floa
             proc.kill()
             proc.wait(timeout=60)
     return state, proc.returncode
+
+
+def parsed_flags(define_flags, *args, command: str = "command"):
+    """A fresh ``FlagValues`` with a stage's flags (``define_flags(flag_values)``) parsed from ``args``
+    as its command line would be, dashes allowed (:func:`pocketnet_tf.cli.parse_flags`)."""
+    from absl import flags
+
+    from pocketnet_tf import cli
+
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    cli.parse_flags([command, *args], flag_values)
+    return flag_values

@@ -3,18 +3,14 @@
 import dataclasses
 
 import pytest
-from absl import flags
 
-from pocketnet_tf import cli
 from pocketnet_tf.eval.config import EvalConfig
 from pocketnet_tf.eval.flags import define_flags
+from tests.cli_support import parsed_flags
 
 
 def _parsed(*args):
-    flag_values = flags.FlagValues()
-    define_flags(flag_values)
-    cli.parse_flags(["evaluate", *args], flag_values)
-    return flag_values
+    return parsed_flags(define_flags, *args, command="evaluate")
 
 
 def test_flags_become_a_frozen_eval_config(tmp_path):

@@ -3,18 +3,14 @@
 import dataclasses
 
 import pytest
-from absl import flags
 
-from pocketnet_tf import cli
 from pocketnet_tf.export.config import ExportConfig, VerifyConfig
 from pocketnet_tf.export.flags import define_flags, define_verify_flags
+from tests.cli_support import parsed_flags
 
 
 def _parsed(*args):
-    flag_values = flags.FlagValues()
-    define_flags(flag_values)
-    cli.parse_flags(["convert", *args], flag_values)
-    return flag_values
+    return parsed_flags(define_flags, *args, command="convert")
 
 
 def test_flags_become_a_frozen_export_config(tmp_path):
@@ -49,10 +45,8 @@ def test_bad_convert_flags_are_named(tmp_path, args, error, message):
 
 
 def test_verify_flags_become_a_frozen_config():
-    flag_values = flags.FlagValues()
-    define_verify_flags(flag_values)
+    flag_values = parsed_flags(define_verify_flags, "bundle", "--num-threads=3", "--json", command="verify_bundle")
     assert set(flag_values) == {"num_threads", "json"}
-    cli.parse_flags(["verify_bundle", "bundle", "--num-threads=3", "--json"], flag_values)
     assert VerifyConfig.from_flags("bundle", flag_values) == VerifyConfig(bundle="bundle", num_threads=3, json=True)
     with pytest.raises(ValueError, match="usage: python -m pocketnet_tf.verify_bundle DIR"):
         VerifyConfig.from_flags("", flag_values)
