@@ -4,7 +4,7 @@
 
 Writes into OUT_DIR (skipping what exists):
 
-* ``bundle_fp32/``, ``bundle_int8/``: bundles of a tiny Keras model (the Android tests' model)
+* ``bundle_fp32/``, ``bundle_int8/``: bundles of a tiny Keras model (``tests.factory.bundle_model``, the Android tests' model)
   written by ``python -m pocketnet_tf.convert`` from a synthetic RecordIO set and ``.bin``;
 * ``bundle_tampered/``: ``bundle_fp32`` with one byte of model.tflite flipped;
 * ``bundle_sealed/``: ``bundle_fp32``, whose converter-written seal is checked against the agreed format, and
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from pocketnet_tf.data import align, preprocess, synthetic  # noqa: E402  (after the path)
 from pocketnet_tf.face import detect  # noqa: E402
 from pocketnet_tf.export.bundle import model_input  # noqa: E402
-from tests.android import bundles  # noqa: E402
+from tests import factory  # noqa: E402
 
 SCENE_W, SCENE_H = 320, 240
 BACKGROUND = 96
@@ -46,10 +46,10 @@ def convert(root: Path, mode: str) -> Path:
         return out
     model = root / "tiny.keras"
     if not model.exists():
-        bundles.tiny_model().save(model)
+        factory.bundle_model().save(model)
     data = root / "data"
     if not (data / "synth_val.bin").exists():
-        bundles.write_data(data)
+        factory.synthetic_faces(data, size=112)
     cmd = [sys.executable, "-m", "pocketnet_tf.convert", f"--model={model}", f"--mode={mode}", f"--out={out}",
            f"--representative={data}", f"--bin={data / 'synth_val.bin'}", "--num_calibration=10",
            "--num_validation=6", "--golden_count=4", "--max_accuracy_drop=100",
