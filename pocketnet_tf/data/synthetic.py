@@ -694,11 +694,11 @@ def ensure_dataset(out, *, identities: int, images_per_identity: int, seed: int,
     recorded in ``out/synthetic.json``; a dataset there made with other arguments is refused
     (a changed ``--synth_*`` flag would otherwise train on the old data). Returns ``out`` as a Path.
     """
-    import json
     from pathlib import Path
 
     from absl import logging
 
+    from pocketnet_tf.bounded import loads_json, read_bounded
     from pocketnet_tf.io_utils import atomic_path, write_json_atomic
 
     out = Path(out)
@@ -707,13 +707,13 @@ def ensure_dataset(out, *, identities: int, images_per_identity: int, seed: int,
     if (out / "train.rec").exists() and (out / "train.idx").exists():
         recorded_path = out / _ARGUMENTS_FILE
         if recorded_path.is_file():
-            try:
-                recorded = json.loads(recorded_path.read_text())
-            except ValueError as err:
-                raise ValueError(f"{recorded_path}: not valid JSON ({err})") from None
+            recorded = loads_json(read_bounded(recorded_path, 1 << 16, what="synthetic data record"),
+                                  str(recorded_path))
+            if not isinstance(recorded, dict):
+                raise ValueError(f"{recorded_path}: not a JSON object")
             # Files written before the nuisance knob existed were made at the default strength.
-            differ = {k: (recorded.get(k, 1.0 if k == "nuisance" else None), v) for k, v in arguments.items()
-                      if recorded.get(k, 1.0 if k == "nuisance" else None) != v}
+            recorded = {"nuisance": 1.0, **recorded}
+            differ = {k: (recorded.get(k), v) for k, v in arguments.items() if recorded.get(k) != v}
             if differ:
                 details = ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in differ.items())
                 raise ValueError(f"{out} holds synthetic data made with other arguments ({details}); "

@@ -239,6 +239,9 @@ def test_ensure_dataset_refuses_data_made_with_other_arguments(tmp_path):
         synthetic.ensure_dataset(out, **args)
     with pytest.raises(ValueError, match="identities: 4 there, 5 asked"):
         synthetic.ensure_dataset(out, **{**args, "identities": 5}, nuisance=1.5)
+    (out / "synthetic.json").write_text("[1, 2]")  # damaged record: refused, naming the file
+    with pytest.raises(ValueError, match=r"synthetic.json: not a JSON object"):
+        synthetic.ensure_dataset(out, **args)
     (out / "synthetic.json").unlink()  # made before the arguments were recorded: accepted as it is
     assert synthetic.ensure_dataset(out, **args) == out
 
