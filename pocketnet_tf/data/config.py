@@ -46,9 +46,8 @@ class DataConfig:
         return cls(command=command, **values)
 
     def synth_config(self):
-        """``synth``'s arguments as the generator's own config (:class:`pocketnet_tf.data.synthetic.SynthConfig`)."""
+        """``synth``'s arguments as the generator's own config (:class:`pocketnet_tf.data.synthetic.SynthConfig`):
+        every generator argument is a flag of the same name, so a new one cannot be left out here."""
         from pocketnet_tf.data.synthetic import SynthConfig
 
-        return SynthConfig(out=self.out, identities=self.identities, images_per_identity=self.images_per_identity,
-                           seed=self.seed, size=self.size, val_identities=self.val_identities,
-                           val_pairs=self.val_pairs, nuisance=self.nuisance)
+        return SynthConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SynthConfig)})

@@ -20,11 +20,11 @@ def _config(command, *args):
 
 def test_flags_become_a_frozen_config_and_synth_its_generator_config():
     config = _config("synth", "--out=d", "--identities=3", "--images-per-identity=4", "--seed=7", "--size=32",
-                     "--val-identities=2", "--val_pairs=0")
+                     "--val-identities=2", "--val_pairs=0", "--nuisance=1.5")
     assert config == DataConfig(command="synth", out="d", identities=3, images_per_identity=4, seed=7, size=32,
-                                val_identities=2, val_pairs=0)
+                                val_identities=2, val_pairs=0, nuisance=1.5)
     assert config.synth_config() == SynthConfig(out="d", identities=3, images_per_identity=4, seed=7, size=32,
-                                                val_identities=2, val_pairs=0)
+                                                val_identities=2, val_pairs=0, nuisance=1.5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.out = "e"
     assert _config("info", "--src=s", "--no-decode").decode is False
