@@ -34,6 +34,14 @@ import keras
 import tensorflow as tf
 
 
+def _handle(variable):
+    """The resource handle of a Keras or TensorFlow variable (inside ``Strategy.extended.update``:
+    the current replica's component)."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return variable.handle
+
+
 @keras.saving.register_keras_serializable(package="pocketnet_tf")
 class TorchSGD(keras.optimizers.Optimizer):
     """``torch.optim.SGD`` (momentum, coupled L2 weight decay) plus backbone-only gradient clipping.
@@ -125,7 +133,26 @@ class TorchSGD(keras.optimizers.Optimizer):
         scale = tf.maximum(tf.convert_to_tensor(self.loss_scale.value) * factor, 1.0)
         return scale, tf.where(finite & ~grown, good, tf.zeros_like(good))
 
+    def _constant(self, value, dtype):
+        """A scalar constant; within one update step, one per (value, dtype) instead of one per
+        variable (the search network has 1,532 weights: thousands of graph nodes to trace)."""
+        cache = self.__dict__.get("_step_constants")
+        if cache is None:
+            return tf.constant(value, dtype)
+        key = (value, tf.as_dtype(dtype))
+        if key not in cache:
+            cache[key] = tf.constant(value, dtype)
+        return cache[key]
+
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Set through __dict__: a plain cache, not state for the tracking/checkpoint machinery.
+        self.__dict__["_step_constants"] = {} if tf.inside_function() else None
+        try:
+            self._update_all(grads, trainable_variables, learning_rate)
+        finally:
+            self.__dict__["_step_constants"] = None
+
+    def _update_all(self, grads, trainable_variables, learning_rate):
         # Same as Keras' TF implementation (sum over replicas, then one update per variable),
         # with unscaling and the clipping inserted between the two.
         trainable_variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
@@ -181,9 +208,17 @@ class TorchSGD(keras.optimizers.Optimizer):
         lr = tf.cast(learning_rate, variable.dtype)
         g = tf.cast(gradient, variable.dtype)
         if self.coupled_weight_decay:
-            g = g + tf.cast(self.coupled_weight_decay, variable.dtype) * variable
+            g = g + self._constant(self.coupled_weight_decay, variable.dtype) * variable
+        if self.momentum and finite is None and tf.inside_function():
+            # One fused kernel per variable: ``b = mu * b + g; w -= lr * b`` (Nesterov:
+            # ``w -= lr * (g + mu * b)``) is exactly TensorFlow's ApplyMomentum. Traced, it is one
+            # graph node where the update below is six.
+            tf.raw_ops.ResourceApplyMomentum(
+                var=_handle(variable), accum=_handle(buf), lr=lr, grad=g,
+                momentum=self._constant(self.momentum, variable.dtype), use_nesterov=self.nesterov)
+            return
         if self.momentum:
-            mu = tf.cast(self.momentum, variable.dtype)
+            mu = self._constant(self.momentum, variable.dtype)
             new_buf = mu * buf + g
             self.assign(buf, new_buf if finite is None else tf.where(finite, new_buf, buf))
             g = g + mu * new_buf if self.nesterov else new_buf

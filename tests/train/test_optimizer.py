@@ -28,11 +28,19 @@ def _initial(seed=1):
     return [rng.normal(0, 1, s).astype(np.float32) for s in SHAPES]
 
 
-def _run_keras(optimizer, grads_per_step):
+def _run_keras(optimizer, grads_per_step, traced=False):
+    """Eagerly, or (``traced``) through one ``tf.function`` as in ``model.fit``, where the update
+    is TensorFlow's fused ApplyMomentum kernel."""
     variables = [keras.Variable(w) for w in _initial()]
+
+    def apply(grads):
+        optimizer.apply_gradients(zip(grads, variables))
+
+    if traced:
+        apply = tf.function(apply)
     trajectory = []
     for grads in grads_per_step:
-        optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables))
+        apply([tf.constant(g) for g in grads])
         trajectory.append([np.array(v) for v in variables])
     return trajectory
 
@@ -52,15 +60,28 @@ def _run_torch(grads_per_step, weight_decay, nesterov=False):
     return trajectory
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "traced"])
 @pytest.mark.parametrize("weight_decay, nesterov", [(5e-4, False), (0.05, False), (5e-4, True)])
-def test_matches_torch_sgd_over_an_lr_drop(weight_decay, nesterov):
+def test_matches_torch_sgd_over_an_lr_drop(weight_decay, nesterov, traced):
     grads = _gradients(7)
     schedule = EpochStepDecay(0.1, STEPS_PER_EPOCH, MILESTONES)
-    ours = _run_keras(TorchSGD(schedule, momentum=0.9, weight_decay=weight_decay, nesterov=nesterov), grads)
+    optimizer = TorchSGD(schedule, momentum=0.9, weight_decay=weight_decay, nesterov=nesterov)
+    ours = _run_keras(optimizer, grads, traced=traced)
     ref = _run_torch(grads, weight_decay, nesterov)
     for step, (a, b) in enumerate(zip(ours, ref)):
         for va, vb in zip(a, b):
             np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+    momentum = [np.array(m) for m in optimizer.momentums]
+    assert np.abs(momentum[0]).max() > 0  # the buffers live in the optimiser's own variables
+
+
+def test_traced_update_is_one_fused_kernel_per_variable():
+    optimizer = TorchSGD(0.1, momentum=0.9, weight_decay=5e-4)
+    variables = [keras.Variable(w) for w in _initial()]
+    optimizer.build(variables)
+    graph = tf.function(lambda gs: optimizer.apply_gradients(zip(gs, variables))).get_concrete_function(
+        [tf.TensorSpec(s, tf.float32) for s in SHAPES]).graph
+    assert [op.type for op in graph.get_operations()].count("ResourceApplyMomentum") == len(SHAPES)
 
 
 def test_keras_sgd_differs_from_torch_after_the_lr_drop():
