@@ -3,7 +3,7 @@
 Usage: python benchmarks/search_step.py [--batch_size 32] [--steps 3] [--orders first,second]
                                         [--channels 16 --num_cells 8 --num_nodes 4 --input_size 112]
                                         [--num_classes 10572] [--original_ordering] [--json]
-                                        [--compare_torch]
+                                        [--compare_torch] [--edge_execution recompute|inline]
 
 Defaults are the paper's search network (C=16, 8 cells, 4 nodes, stem x3, 112x112, 10,572
 classes: 4,156,316 weights + 224 alphas) at batch 32 per half. Each order runs in its own
@@ -20,6 +20,10 @@ same step (``tests/torch_search_reference.py``: the original's Architect with a 
 virtual network and in-place w+/w- perturbation, then the weight step; test-only torch, as many
 intra-op threads as CPUs unless ``--torch_threads``), each in its own process, and prints both and the ratios ours / torch
 (step time, peak RSS, first step).
+
+``--edge_execution`` is the search's flag of the same name: ``recompute`` (default; one shared
+function per distinct edge, activations recomputed in the backward pass) or ``inline`` (every
+edge traced inline, activations kept: the step before issue #17's changes).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def _measure(args) -> dict:
     started = time.time()
     net = SearchNetwork(args.num_classes, channels=args.channels, num_cells=args.num_cells, num_nodes=args.num_nodes,
                         input_size=args.input_size)
+    net.set_edge_execution(args.edge_execution)
     built = time.time() - started
     model = SearchModel(net, second_order=args.order == "second",
                         alpha_grad_includes_train_loss=args.original_ordering)
@@ -81,6 +86,7 @@ def _measure(args) -> dict:
         cpu.append(_cpu_seconds() - c)
     return {
         "order": args.order,
+        "edge_execution": args.edge_execution,
         "original_ordering": args.original_ordering,
         "batch_size": args.batch_size,
         "input_size": args.input_size,
@@ -164,6 +170,8 @@ def main():
     parser.add_argument("--torch_threads", type=int, default=0,
                         help="intra-op threads of the PyTorch reference (0: one per CPU; on a loaded machine "
                              "1 avoids OpenMP spin-waiting, which slowed a step ~70x here)")
+    parser.add_argument("--edge_execution", choices=("recompute", "inline"), default="recompute",
+                        help="how the mixed edges run in the compiled step (the search's flag of the same name)")
     parser.add_argument("--order", help=argparse.SUPPRESS)  # internal: measure one order in this process
     args = parser.parse_args()
     if args.compare_torch and args.original_ordering:
@@ -176,7 +184,7 @@ def main():
     for order in orders:
         cmd = [sys.executable, __file__, f"--order={order}"] + [
             f"--{k}={getattr(args, k)}" for k in ("batch_size", "steps", "channels", "num_cells", "num_nodes",
-                                                  "input_size", "num_classes", "torch_threads")
+                                                  "input_size", "num_classes", "torch_threads", "edge_execution")
         ] + (["--original_ordering"] if args.original_ordering else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
@@ -189,7 +197,7 @@ def main():
         return
     print(f"search network: {results[0]['weights']:,} weights + {results[0]['alphas']} alphas, "
           f"{args.input_size}x{args.input_size}, batch {args.batch_size} per half; load average {load[0]:.1f} "
-          f"on {os.cpu_count()} CPUs")
+          f"on {os.cpu_count()} CPUs; edge execution {args.edge_execution}")
     for r in results:
         print(f"{r['order']:>6}-order: build {r['build_s']} s, first step {r['first_step_s']} s, step "
               f"{r['step_s_median']} s (median of {len(r['step_s_all'])}: {r['step_s_all']}), "

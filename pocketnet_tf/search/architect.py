@@ -25,6 +25,8 @@ replica's share, which the optimiser's own all-reduce completes.
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
 #: Numerator of the finite-difference step, eps = FD_SCALE / ||d_w'|| (the original's 0.01).
@@ -74,24 +76,37 @@ class Architect:
         self._stateless_loss = tf.function(self._stateless_loss_impl, reduce_retracing=True)
 
     # ------------------------------------------------------------------------------------------
-    def loss(self, weight_values, alpha_values, x, y, training=True):
+    def loss(self, weight_values, alpha_values, x, y, training=True, constant_weights=False):
         """Loss of the network evaluated at the given weight and alpha values (stateless: the
-        batch-norm statistic updates of the forward pass are discarded)."""
-        non_trainable = [tf.convert_to_tensor(v) for v in self.network.non_trainable_variables]
+        batch-norm statistic updates of the forward pass are discarded). ``constant_weights``:
+        the caller differentiates with respect to alpha only, so the mixed edges may skip their
+        weight gradients (``SearchNetwork.constant_weights``)."""
+        non_trainable = self._non_trainable_values()
         # Inside the train step's graph, call the traced function; eagerly (tests, debugging),
         # run the same code directly: tracing a function per tape would cost far more.
         fn = self._stateless_loss if tf.inside_function() else self._stateless_loss_impl
-        return fn(list(weight_values), list(alpha_values), non_trainable, x, y, training)
+        return fn(list(weight_values), list(alpha_values), non_trainable, x, y, training, bool(constant_weights))
 
-    def _stateless_loss_impl(self, weight_values, alpha_values, non_trainable_values, x, y, training):
+    def _non_trainable_values(self):
+        """The batch-norm moving statistics, read once per alpha gradient (they do not change
+        within it: every pass is stateless) instead of once per pass."""
+        cached = getattr(self, "_non_trainable_cache", None)
+        if cached is not None:
+            return cached
+        return [tf.convert_to_tensor(v) for v in self.network.non_trainable_variables]
+
+    def _stateless_loss_impl(self, weight_values, alpha_values, non_trainable_values, x, y, training,
+                             constant_weights=False):
         # Traced once and called several times per step (virtual step, unrolled validation loss,
-        # w+ and w-): the step graph then holds one copy of the network instead of four, which
-        # cuts tracing time and memory several-fold for the 112-edge paper network. Every input
-        # is explicit (nothing captured), so the same function serves every replica.
+        # w+ and w-; a second trace for the alpha-only passes): the step graph then holds one copy
+        # of the network instead of four. Every input is explicit (nothing captured), so the same
+        # function serves every replica.
         trainable = [
             alpha_values[i] if kind == "alpha" else weight_values[i] for kind, i in self._layout
         ]
-        logits, _ = self.network.stateless_call(trainable, non_trainable_values, x, training=training)
+        constant = getattr(self.network, "constant_weights", None)
+        with constant() if (constant_weights and constant is not None) else contextlib.nullcontext():
+            logits, _ = self.network.stateless_call(trainable, non_trainable_values, x, training=training)
         return self.loss_fn(y, logits)
 
     def weight_gradients(self, weight_values, alpha_values, x, y):
@@ -103,7 +118,7 @@ class Architect:
     def _alpha_gradients_at(self, weight_values, alpha_values, x, y):
         with tf.GradientTape() as tape:
             tape.watch(alpha_values)
-            loss = self.loss(weight_values, alpha_values, x, y)
+            loss = self.loss(weight_values, alpha_values, x, y, constant_weights=True)
         return tape.gradient(loss, alpha_values)
 
     def virtual_weights(self, weight_values, alpha_values, train_batch, xi, momentum_buffers,
@@ -117,11 +132,15 @@ class Architect:
             x_trn, y_trn = train_batch
             train_weight_grads = all_reduce_sum(self.weight_gradients(weight_values, alpha_values, x_trn, y_trn))
         virtual = []
+        constants = {}  # one constant per dtype, not one per weight (1,532 weights in the paper network)
         for w, g, buf in zip(weight_values, train_weight_grads, momentum_buffers):
-            xi_t = tf.cast(xi, w.dtype)
-            step = g + self.weight_decay * w
+            if w.dtype not in constants:
+                constants[w.dtype] = (tf.cast(xi, w.dtype), tf.constant(self.weight_decay, w.dtype),
+                                      tf.constant(self.weight_momentum, w.dtype))
+            xi_t, decay, momentum = constants[w.dtype]
+            step = g + decay * w
             if buf is not None:
-                step = step + self.weight_momentum * tf.convert_to_tensor(buf)
+                step = step + momentum * tf.convert_to_tensor(buf)
             virtual.append(w - xi_t * step)
         return virtual
 
@@ -138,6 +157,13 @@ class Architect:
           ``(alpha_grads, val_loss)``: a list aligned with ``network.alphas`` and the (replica
           scaled) validation loss at the weights the gradient was taken at (w' or w).
         """
+        self._non_trainable_cache = [tf.convert_to_tensor(v) for v in self.network.non_trainable_variables]
+        try:
+            return self._alpha_gradients(train_batch, val_batch, xi, momentum_buffers, train_weight_grads)
+        finally:
+            self._non_trainable_cache = None
+
+    def _alpha_gradients(self, train_batch, val_batch, xi, momentum_buffers, train_weight_grads):
         x_val, y_val = val_batch
         weights = [tf.convert_to_tensor(w) for w in self.network.network_weights]
         alphas = [tf.convert_to_tensor(a) for a in self.network.alphas]

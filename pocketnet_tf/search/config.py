@@ -15,6 +15,8 @@ from pocketnet_tf.fitting.precision import PRECISIONS
 STRATEGIES = ("default", "mirrored")
 RANK_EDGES_BY = ("softmax", "alpha")
 SELECT_GENOTYPE = ("final", "best")
+#: How the mixed edges run in a compiled step (``SearchNetwork.set_edge_execution``).
+EDGE_EXECUTION = ("recompute", "inline")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,7 @@ class SearchConfig(RunConfig):
     # the algorithm
     second_order: bool = True
     alpha_grad_includes_train_loss: bool = False
+    edge_execution: str = "recompute"
     rank_edges_by: str = "softmax"
     select_genotype: str = "final"
 
@@ -86,7 +89,7 @@ class SearchConfig(RunConfig):
             fail("--workdir is required")
         self.check_ranges(
             choices=(("strategy", STRATEGIES), ("rank_edges_by", RANK_EDGES_BY), ("select_genotype", SELECT_GENOTYPE),
-                     ("precision", PRECISIONS)),
+                     ("precision", PRECISIONS), ("edge_execution", EDGE_EXECUTION)),
             at_least=(("epochs", 1), ("batch_size", 1), ("input_size", 16), ("channels", 1), ("num_cells", 3),
                       ("num_nodes", 1), ("stem_multiplier", 1), ("embedding_size", 1), ("head_width", 1),
                       ("gdc_groups", 1), ("synth_identities", 2), ("synth_images_per_identity", 2)),

@@ -16,7 +16,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the search flags on ``flag_values`` (called only by ``search/__main__``; tests pass
     a fresh ``FlagValues``)."""
     from pocketnet_tf.cli import require_finite_floats
-    from pocketnet_tf.search.config import RANK_EDGES_BY, SELECT_GENOTYPE, STRATEGIES, SearchConfig
+    from pocketnet_tf.search.config import EDGE_EXECUTION, RANK_EDGES_BY, SELECT_GENOTYPE, STRATEGIES, SearchConfig
     from pocketnet_tf.fitting.precision import PRECISIONS
 
     fv = {"flag_values": flag_values}
@@ -93,6 +93,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_boolean("alpha_grad_includes_train_loss", False, "Reproduce the released search: step the weights "
                          "first and add grad_alpha L_train to the alpha gradient (spec §2.5 step 6). Default: "
                          "textbook DARTS.", **fv)
+    flags.DEFINE_enum("edge_execution", "recompute", enum_values=list(EDGE_EXECUTION), help="How the mixed edges run "
+                      "in the compiled step (same arithmetic): recompute = one shared function per distinct edge, "
+                      "its activations recomputed in the backward pass (fast first step, low memory, ~20 % more "
+                      "compute); inline = every edge traced inline, activations kept (minutes of tracing, ~2.5x the "
+                      "memory at batch 8). See docs/search.md, Cost.", **fv)
     flags.DEFINE_enum("rank_edges_by", "softmax", enum_values=list(RANK_EDGES_BY), help="Genotype derivation: keep "
                       "each node's two edges with the largest softmax weight (DARTS) or raw alpha (the original).",
                       **fv)

@@ -73,6 +73,7 @@ def build_search_model(config: SearchConfig, num_classes: int, steps_per_epoch: 
             head_width=config.head_width, gdc_groups=config.gdc_groups, input_size=config.input_size,
             seed=config.seed,
         )
+    network.set_edge_execution(config.edge_execution)
     model = SearchModel(network, second_order=config.second_order,
                         alpha_grad_includes_train_loss=config.alpha_grad_includes_train_loss)
     model.compile(

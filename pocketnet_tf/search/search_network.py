@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -13,6 +14,8 @@ from pocketnet_tf.genotypes import PRIMITIVES
 from pocketnet_tf.layers.common import batch_norm
 from pocketnet_tf.layers.gdc import GroupedGlobalConv, embedding_tail
 from pocketnet_tf.models.pocketnet import reduction_indices
+from pocketnet_tf.search.config import EDGE_EXECUTION
+from pocketnet_tf.search.mixed_op import SharedEdgeFunctions
 from pocketnet_tf.search.search_cell import SearchCell, edge_count
 
 ALPHA_INIT_SCALE = 1e-3
@@ -161,7 +164,37 @@ class SearchNetwork(keras.Model):
         self.alpha_normal = alpha_list("normal")
         self.alpha_reduce = alpha_list("reduce")
         self._pytorch_default_init(rng)
+        self.set_edge_execution("recompute")
         self.built = True
+
+    def set_edge_execution(self, mode: str = "recompute") -> None:
+        """How the mixed edges run inside a ``tf.function`` (the arithmetic is the same):
+
+        - ``"recompute"`` (default): one traced, non-inlined function per distinct edge shape,
+          whose backward pass recomputes the edge
+          (:class:`~pocketnet_tf.search.mixed_op.SharedEdgeFunctions`): a small step graph
+          (fast first step) and only the edges' inputs kept for the backward pass (low memory),
+          for one more forward pass of each edge per backward pass.
+        - ``"inline"``: every edge traced inline, a copy per forward and backward pass, with all
+          of its activations kept for the backward pass.
+
+        A step function traced before the change keeps the mode it was traced with.
+        """
+        if mode not in EDGE_EXECUTION:
+            raise ValueError(f"SearchNetwork: edge execution must be one of {EDGE_EXECUTION}, received {mode!r}")
+        self.edge_execution = mode
+        self._edge_functions = SharedEdgeFunctions() if mode == "recompute" else None
+        for cell in self.cells:
+            for op in cell.mixed_ops:
+                op._shared_edge_functions = self._edge_functions
+
+    def constant_weights(self):
+        """Context manager: forward passes traced inside it give the mixed edges' weights no
+        gradient (the architect's w+/w- passes, which need the alpha gradient only). A no-op
+        without shared edge functions, where Grappler prunes the unused gradients itself."""
+        if self._edge_functions is None:
+            return contextlib.nullcontext()
+        return self._edge_functions.constant_weights()
 
     def _pytorch_default_init(self, rng):
         """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every conv/linear kernel and the linear bias

@@ -38,12 +38,19 @@ def _batches():
     return tuple(labelled_images(4, seed=seed, size=32, classes=5, dtype="float64") for seed in (1, 2))
 
 
-def _ours(net, dtype, trn, val):
+def _ours(net, dtype, trn, val, compiled=None):
+    """Eagerly (every edge run directly), or ``compiled`` in a ``tf.function`` with the given
+    edge execution ("recompute": shared non-inlined edge functions; "inline")."""
     def cast(b):
         return tf.constant(b[0].astype(dtype)), tf.constant(b[1])
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    grads, _ = Architect(net, loss, second_order=True).alpha_gradients(cast(trn), cast(val), XI)
+    architect = Architect(net, loss, second_order=True)
+    if compiled is None:
+        grads, _ = architect.alpha_gradients(cast(trn), cast(val), XI)
+    else:
+        net.set_edge_execution(compiled)
+        grads, _ = tf.function(lambda t, v: architect.alpha_gradients(t, v, XI))(cast(trn), cast(val))
     return np.concatenate([np.ravel(np.asarray(g, np.float64)) for g in grads])
 
 
@@ -69,6 +76,8 @@ def gradients():
         v32.assign(np.asarray(v64).astype(np.float32))
     return {
         "ours64": _ours(net64, "float64", trn, val), "ours32": _ours(net32, "float32", trn, val),
+        "recompute64": _ours(net64, "float64", trn, val, compiled="recompute"),
+        "inline64": _ours(net64, "float64", trn, val, compiled="inline"),
         "torch64": _torch(net64, torch.float64, trn, val), "torch32": _torch(net64, torch.float32, trn, val),
     }
 
@@ -80,6 +89,14 @@ def test_second_order_alpha_gradient_equals_the_pytorch_reference_in_float64(gra
     # finite difference divides round-off of the two gradients by 2 eps; a wrong op, weight
     # layout or step formula gives errors of order 1e-2 and more).
     assert _relative(ours, reference) < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["recompute", "inline"])
+def test_compiled_step_alpha_gradient_equals_the_pytorch_reference_in_float64(gradients, mode):
+    # The compiled step: shared edge functions that recompute each edge in the backward pass
+    # (and skip the weight gradients in the w+/w- passes), or every edge inline.
+    assert _relative(gradients[f"{mode}64"], gradients["torch64"]) < 1e-5
+    assert _relative(gradients[f"{mode}64"], gradients["ours64"]) < 1e-9
 
 
 def test_float32_alpha_gradient_is_as_accurate_as_pytorch(gradients):
