@@ -74,6 +74,7 @@ class Architect:
             else:
                 self._layout.append(("weight", weight_pos[id(v)]))
         self._stateless_loss = tf.function(self._stateless_loss_impl, reduce_retracing=True)
+        self._non_trainable_cache = None  # set for the duration of one alpha_gradients call
 
     # ------------------------------------------------------------------------------------------
     def loss(self, weight_values, alpha_values, x, y, training=True, constant_weights=False):
@@ -90,9 +91,8 @@ class Architect:
     def _non_trainable_values(self):
         """The batch-norm moving statistics, read once per alpha gradient (they do not change
         within it: every pass is stateless) instead of once per pass."""
-        cached = getattr(self, "_non_trainable_cache", None)
-        if cached is not None:
-            return cached
+        if self._non_trainable_cache is not None:
+            return self._non_trainable_cache
         return [tf.convert_to_tensor(v) for v in self.network.non_trainable_variables]
 
     def _stateless_loss_impl(self, weight_values, alpha_values, non_trainable_values, x, y, training,

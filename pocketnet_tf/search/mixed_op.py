@@ -83,6 +83,10 @@ def _current_value(variable):
     return value
 
 
+#: Traced once, called from many graphs, instantiated and optimised once by the runtime.
+_NOINLINE = dict(autograph=False, experimental_attributes={"_noinline": True})
+
+
 class SharedEdgeFunctions:
     """One traced, non-inlined forward and backward function per distinct edge shape, shared by
     every edge of that shape, with the edge's activations recomputed in the backward pass.
@@ -109,8 +113,8 @@ class SharedEdgeFunctions:
     inside a ``tf.function`` graph; eager calls run the edge directly.
 
     The passes that need only the alpha gradient (w+ and w-) run inside :meth:`constant_weights`:
-    there the backward function skips the edge's weight gradients (a non-inlined function's
-    unused outputs are not pruned).
+    there a second backward function of the same shape skips the edge's weight gradients (a
+    non-inlined function's unused outputs are not pruned); the forward function is the same.
     """
 
     def __init__(self):
@@ -128,26 +132,27 @@ class SharedEdgeFunctions:
         finally:
             self._constant_weights = previous
 
-    def __len__(self):
-        return len(self._functions)
-
     def _entry(self, op, training, constant):
-        key = (type(op), op.filters, op.strides, op.dtype_policy.name, training, constant)
+        """``(forward, backward)`` of ``op``'s edge shape: one forward function per shape, and a
+        backward function with and one without the weight gradients (``constant``)."""
+        key = (type(op), op.filters, op.strides, op.dtype_policy.name, training)
         entry = self._functions.get(key)
         if entry is None:
-            forward = self._forward_fn(op, training, constant)
-            compiled = dict(autograph=False, experimental_attributes={"_noinline": True})
-            entry = self._functions[key] = (op, tf.function(forward, **compiled),
-                                            tf.function(self._backward_fn(forward, constant), **compiled))
-        prototype = entry[0]
+            python_forward = self._forward_fn(op, training)
+            entry = self._functions[key] = {"prototype": op, "python_forward": python_forward,
+                                            "forward": tf.function(python_forward, **_NOINLINE)}
+        prototype = entry["prototype"]
         if [tuple(v.shape) for v in prototype.variables] != [tuple(v.shape) for v in op.variables]:
             raise ValueError(f"MixedOp {op.name}: variables differ from the shared edge {prototype.name}'s")
-        return entry
+        if ("backward", constant) not in entry:
+            entry["backward", constant] = tf.function(self._backward_fn(entry["python_forward"], constant),
+                                                      **_NOINLINE)
+        return entry["forward"], entry["backward", constant]
 
     def __call__(self, op, inputs, mixing_weights, training):
         training = bool(training)
         constant = self._constant_weights
-        _, forward, backward = self._entry(op, training, constant)
+        forward, backward = self._entry(op, training, constant)
         trainable = [_current_value(v) for v in op.trainable_variables]
         non_trainable = [_current_value(v) for v in op.non_trainable_variables]
         output, updates = self._recomputing_call(forward, backward, inputs, mixing_weights, trainable,
@@ -180,8 +185,7 @@ class SharedEdgeFunctions:
         output = edge(inputs, mixing_weights, *trainable)
         return output, updates
 
-    def _forward_fn(self, prototype, training, constant_weights):
-        del constant_weights  # the forward pass is the same; only the backward differs
+    def _forward_fn(self, prototype, training):
         def forward(inputs, mixing_weights, trainable, non_trainable):
             mapping = list(zip(prototype.trainable_variables, trainable))
             mapping += list(zip(prototype.non_trainable_variables, non_trainable))

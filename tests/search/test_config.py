@@ -67,3 +67,19 @@ def test_missing_dataset_names_the_path(tmp_path):
         _parse(f"--workdir={tmp_path}", f"--data={tmp_path / 'nope'}")
     with pytest.raises(flags.IllegalFlagValueError):
         _parse(f"--workdir={tmp_path}", "--rank_edges_by=logits")
+
+
+@pytest.mark.parametrize("mode", ["recompute", "inline"])
+def test_edge_execution_flag_reaches_the_network(tmp_path, mode):
+    from pocketnet_tf.search.runner import build_search_model
+
+    args = [f"--flagfile={CONFIGS / 'search_quick.flags'}", f"--workdir={tmp_path}", "--num_cells=3", "--num_nodes=1"]
+    config = _parse(*args, *([] if mode == "recompute" else ["--edge_execution=inline"]))
+    assert config.edge_execution == mode
+    model = build_search_model(config, num_classes=4, steps_per_epoch=2)
+    edges = [op for cell in model.network.cells for op in cell.mixed_ops]
+    shared = {id(op._shared_edge_functions) for op in edges}
+    assert len(shared) == 1  # every edge of the network uses the same set of functions, or none
+    assert (edges[0]._shared_edge_functions is None) == (mode == "inline")
+    with pytest.raises(flags.IllegalFlagValueError):
+        _parse(*args, "--edge_execution=fused")
