@@ -98,6 +98,8 @@ def _measure(args) -> dict:
         "step_s_median": round(float(np.median(times)), 3),
         "step_cpu_s_median": round(float(np.median(cpu)), 3),
         "step_s_all": [round(x, 3) for x in times],
+        # What the first step costs beyond a step: tracing, graph optimisation, instantiation.
+        "first_step_overhead_s": round(first - float(np.median(times)), 1),
         "images_per_s": round(2 * args.batch_size / float(np.median(times)), 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
     }
@@ -199,7 +201,8 @@ def main():
           f"{args.input_size}x{args.input_size}, batch {args.batch_size} per half; load average {load[0]:.1f} "
           f"on {os.cpu_count()} CPUs; edge execution {args.edge_execution}")
     for r in results:
-        print(f"{r['order']:>6}-order: build {r['build_s']} s, first step {r['first_step_s']} s, step "
+        overhead = f" (+{r['first_step_overhead_s']} s over a step)" if "first_step_overhead_s" in r else ""
+        print(f"{r['order']:>6}-order: build {r['build_s']} s, first step {r['first_step_s']} s{overhead}, step "
               f"{r['step_s_median']} s (median of {len(r['step_s_all'])}: {r['step_s_all']}), "
               f"{r['images_per_s']} img/s, peak RSS {r['peak_rss_gb']} GB; CPU time: first step "
               f"{r['first_step_cpu_s']} s, step {r['step_cpu_s_median']} s")

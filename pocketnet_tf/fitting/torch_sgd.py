@@ -33,6 +33,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from pocketnet_tf.fitting.shape_groups import ShapeGroups
+
 
 def _handle(variable):
     """The resource handle of a Keras or TensorFlow variable (inside ``Strategy.extended.update``:
@@ -164,6 +166,14 @@ class TorchSGD(keras.optimizers.Optimizer):
             finite = all_finite([g for g, _ in grads_and_vars])
         if self.clip_norm is not None and self._clip_keys:
             grads_and_vars = self._clip_group(grads_and_vars)
+        if finite is None and self.momentum and tf.inside_function():
+            # Traced (the usual case): coupled decay on the gradients stacked by shape, then one
+            # fused ApplyMomentum per variable -- two graph nodes per variable instead of eight.
+            grads_and_vars = self._coupled_decay(grads_and_vars)
+            tf.__internal__.distribute.interim.maybe_merge_call(
+                self._fused_distributed_update, self._distribution_strategy, grads_and_vars, learning_rate
+            )
+            return
         if finite is None:
             tf.__internal__.distribute.interim.maybe_merge_call(
                 self._distributed_tf_update_step, self._distribution_strategy, grads_and_vars, learning_rate
@@ -186,15 +196,63 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.update_step(gradient, variable, learning_rate, finite=finite)
 
     def _clip_group(self, grads_and_vars):
+        """``tf.clip_by_global_norm`` of the clipped group's gradients, with the norm and the
+        scaling computed once per shape (:class:`ShapeGroups`) instead of once per variable."""
         positions = [i for i, (g, v) in enumerate(grads_and_vars)
                      if g is not None and self._var_key(v) in self._clip_keys]
         if not positions:
             return grads_and_vars
-        clipped, _ = tf.clip_by_global_norm([grads_and_vars[i][0] for i in positions], self.clip_norm)
+        grads = [grads_and_vars[i][0] for i in positions]
+        groups = ShapeGroups(grads)
+        stacked = groups.stack(grads)
+        norm = tf.sqrt(groups.sum_of_squares_stacked(stacked, tf.float32))
+        clip = tf.constant(self.clip_norm, tf.float32)
+        # As tf.clip_by_global_norm: scale = clip * min(1 / norm, 1 / clip); NaN if norm is not finite.
+        scale = clip * tf.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)
+        clipped = groups.unstack([g * tf.cast(scale, g.dtype) for g in stacked])
         out = list(grads_and_vars)
         for i, g in zip(positions, clipped):
             out[i] = (g, out[i][1])
         return out
+
+    def _coupled_decay(self, grads_and_vars):
+        """``g + weight_decay * w`` in the variable's dtype (PyTorch's coupled L2), per shape."""
+        positions = [i for i, (g, _) in enumerate(grads_and_vars) if g is not None]
+        if not positions:
+            return grads_and_vars
+        variables = [grads_and_vars[i][1] for i in positions]
+        grads = [tf.cast(grads_and_vars[i][0], v.dtype) for i, v in zip(positions, variables)]
+        if self.coupled_weight_decay:
+            groups = ShapeGroups(variables)
+            grads = groups.map(lambda g, w: g + tf.constant(self.coupled_weight_decay, w.dtype) * w,
+                               grads, [tf.convert_to_tensor(v) for v in variables])
+        out = list(grads_and_vars)
+        for i, g in zip(positions, grads):
+            out[i] = (g, out[i][1])
+        return out
+
+    def _fused_distributed_update(self, distribution, grads_and_vars, learning_rate):
+        # As Keras' _distributed_tf_update_step, with gradients that already carry the decay.
+        for grad, var in grads_and_vars:
+            if grad is None:
+                continue
+            distribution.extended.update(var, self._fused_update_step, args=(grad, learning_rate), group=False)
+
+    def _fused_update_step(self, variable, gradient, learning_rate):
+        buf = self.momentums[self._get_variable_index(variable)]
+        tf.raw_ops.ResourceApplyMomentum(
+            var=_handle(variable), accum=_handle(buf), lr=self._cast_learning_rate(learning_rate, variable.dtype),
+            grad=gradient, momentum=self._constant(self.momentum, variable.dtype), use_nesterov=self.nesterov)
+
+    def _cast_learning_rate(self, learning_rate, dtype):
+        """The learning rate in ``dtype``, cast once per dtype within a traced update step."""
+        cache = self.__dict__.get("_step_constants")
+        if cache is None:
+            return tf.cast(learning_rate, dtype)
+        key = ("learning_rate", id(learning_rate), tf.as_dtype(dtype))
+        if key not in cache:
+            cache[key] = tf.cast(learning_rate, dtype)
+        return cache[key]
 
     def update_step(self, gradient, variable, learning_rate, finite=None):
         """One PyTorch-SGD update; with ``finite`` (a boolean scalar) False it changes nothing."""
@@ -205,7 +263,7 @@ class TorchSGD(keras.optimizers.Optimizer):
         """One PyTorch SGD update of ``variable`` with momentum buffer ``buf`` (also used by the
         Partial FC head, whose per-replica shards and buffers the optimiser does not own); with
         ``finite`` (a boolean scalar) False it changes nothing."""
-        lr = tf.cast(learning_rate, variable.dtype)
+        lr = self._cast_learning_rate(learning_rate, variable.dtype)
         g = tf.cast(gradient, variable.dtype)
         if self.coupled_weight_decay:
             g = g + self._constant(self.coupled_weight_decay, variable.dtype) * variable

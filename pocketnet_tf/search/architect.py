@@ -11,10 +11,13 @@ Second order (DARTS eq. 7-8, as the original ``Architect.unrolled_backward``)::
     h      = (grad_alpha L_trn(w + eps d_w', alpha) - grad_alpha L_trn(w - eps d_w', alpha)) / (2 eps)
     result = d_alpha - xi * h
 
-Nothing is copied and no variable is touched: every virtual forward runs through
-``keras.Model.stateless_call`` with substituted weight values, so the real weights, alphas and
-batch-norm statistics stay exactly as they were (the original evaluated w+ and w- in place on
-the real network and updated its BN running statistics as a side effect; we do not).
+No variable is touched: every virtual forward runs through ``keras.Model.stateless_call`` with
+substituted weight values, so the real weights, alphas and batch-norm statistics stay exactly as
+they were (the original evaluated w+ and w- in place on the real network and updated its BN
+running statistics as a side effect; we do not). The weights are handled stacked by shape
+(:class:`~pocketnet_tf.fitting.shape_groups.ShapeGroups`, one tensor per distinct shape): the
+arithmetic above is one op per shape, not one per weight, and the traced loss takes a few dozen
+inputs instead of thousands; the values are the same element for element.
 
 Under ``tf.distribute`` the losses come from a ``keras.losses.Loss`` (scaled by 1 / replicas), so
 per-replica gradients sum to the global-batch gradient. The quantities that enter non-linearly
@@ -29,6 +32,8 @@ import contextlib
 
 import tensorflow as tf
 
+from pocketnet_tf.fitting.shape_groups import ShapeGroups
+
 #: Numerator of the finite-difference step, eps = FD_SCALE / ||d_w'|| (the original's 0.01).
 FD_SCALE = 0.01
 
@@ -40,10 +45,6 @@ def all_reduce_sum(tensors: list) -> list:
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return list(tensors)
     return list(ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(tensors)))
-
-
-def global_norm(tensors: list):
-    return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(t)) for t in tensors]))
 
 
 class Architect:
@@ -73,8 +74,13 @@ class Architect:
                 self._layout.append(("alpha", alpha_pos[id(v)]))
             else:
                 self._layout.append(("weight", weight_pos[id(v)]))
+        # Weights and batch-norm statistics enter the traced loss stacked by shape (46 + 6
+        # tensors in the paper network instead of 1,532 + 1,432 inputs): the function, its
+        # gradient and every call site are that much smaller to trace, inline and optimise.
+        self._weight_groups = ShapeGroups(network.network_weights)
+        self._state_groups = ShapeGroups(network.non_trainable_variables)
         self._stateless_loss = tf.function(self._stateless_loss_impl, reduce_retracing=True)
-        self._non_trainable_cache = None  # set for the duration of one alpha_gradients call
+        self._state_cache = None  # set for the duration of one alpha_gradients call
 
     # ------------------------------------------------------------------------------------------
     def loss(self, weight_values, alpha_values, x, y, training=True, constant_weights=False):
@@ -82,43 +88,54 @@ class Architect:
         batch-norm statistic updates of the forward pass are discarded). ``constant_weights``:
         the caller differentiates with respect to alpha only, so the mixed edges may skip their
         weight gradients (``SearchNetwork.constant_weights``)."""
-        non_trainable = self._non_trainable_values()
+        return self._loss(self._weight_groups.stack(weight_values), alpha_values, x, y, training, constant_weights)
+
+    def _loss(self, stacked_weights, alpha_values, x, y, training=True, constant_weights=False):
+        """:meth:`loss` of weights stacked by :attr:`_weight_groups`."""
         # Inside the train step's graph, call the traced function; eagerly (tests, debugging),
         # run the same code directly: tracing a function per tape would cost far more.
         fn = self._stateless_loss if tf.inside_function() else self._stateless_loss_impl
-        return fn(list(weight_values), list(alpha_values), non_trainable, x, y, training, bool(constant_weights))
+        return fn(list(stacked_weights), list(alpha_values), self._stacked_state(), x, y, training,
+                  bool(constant_weights))
 
-    def _non_trainable_values(self):
-        """The batch-norm moving statistics, read once per alpha gradient (they do not change
-        within it: every pass is stateless) instead of once per pass."""
-        if self._non_trainable_cache is not None:
-            return self._non_trainable_cache
-        return [tf.convert_to_tensor(v) for v in self.network.non_trainable_variables]
+    def _stacked_state(self):
+        """The batch-norm moving statistics stacked by shape, read once per alpha gradient (they
+        do not change within it: every pass is stateless) instead of once per pass."""
+        if self._state_cache is not None:
+            return self._state_cache
+        return self._state_groups.stack(self.network.non_trainable_variables)
 
-    def _stateless_loss_impl(self, weight_values, alpha_values, non_trainable_values, x, y, training,
+    def _stateless_loss_impl(self, stacked_weights, alpha_values, stacked_state, x, y, training,
                              constant_weights=False):
         # Traced once and called several times per step (virtual step, unrolled validation loss,
         # w+ and w-; a second trace for the alpha-only passes): the step graph then holds one copy
         # of the network instead of four. Every input is explicit (nothing captured), so the same
         # function serves every replica.
+        weight_values = self._weight_groups.unstack(stacked_weights)
         trainable = [
             alpha_values[i] if kind == "alpha" else weight_values[i] for kind, i in self._layout
         ]
         constant = getattr(self.network, "constant_weights", None)
         with constant() if (constant_weights and constant is not None) else contextlib.nullcontext():
-            logits, _ = self.network.stateless_call(trainable, non_trainable_values, x, training=training)
+            logits, _ = self.network.stateless_call(trainable, self._state_groups.unstack(stacked_state), x,
+                                                    training=training)
         return self.loss_fn(y, logits)
 
     def weight_gradients(self, weight_values, alpha_values, x, y):
-        with tf.GradientTape() as tape:
-            tape.watch(weight_values)
-            loss = self.loss(weight_values, alpha_values, x, y)
-        return tape.gradient(loss, weight_values)
+        """grad_w L(w, alpha) on ``(x, y)`` (this replica's share), one gradient per weight."""
+        return self._weight_groups.unstack(
+            self._stacked_weight_gradients(self._weight_groups.stack(weight_values), alpha_values, x, y))
 
-    def _alpha_gradients_at(self, weight_values, alpha_values, x, y):
+    def _stacked_weight_gradients(self, stacked_weights, alpha_values, x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(stacked_weights)
+            loss = self._loss(stacked_weights, alpha_values, x, y)
+        return tape.gradient(loss, stacked_weights)
+
+    def _alpha_gradients_at(self, stacked_weights, alpha_values, x, y):
         with tf.GradientTape() as tape:
             tape.watch(alpha_values)
-            loss = self.loss(weight_values, alpha_values, x, y, constant_weights=True)
+            loss = self._loss(stacked_weights, alpha_values, x, y, constant_weights=True)
         return tape.gradient(loss, alpha_values)
 
     def virtual_weights(self, weight_values, alpha_values, train_batch, xi, momentum_buffers,
@@ -128,20 +145,32 @@ class Architect:
         ``train_weight_grads`` (already summed over replicas) may be passed when the caller has
         computed grad_w L_trn(w, alpha) anyway.
         """
+        groups = self._weight_groups
+        return groups.unstack(self._stacked_virtual_weights(groups.stack(weight_values), alpha_values, train_batch,
+                                                            xi, momentum_buffers, train_weight_grads))
+
+    def _stacked_virtual_weights(self, stacked_weights, alpha_values, train_batch, xi, momentum_buffers,
+                                 train_weight_grads):
+        """The virtual step on the weights stacked by shape: the same element-wise arithmetic,
+        one op per shape instead of one per weight."""
+        groups = self._weight_groups
         if train_weight_grads is None:
             x_trn, y_trn = train_batch
-            train_weight_grads = all_reduce_sum(self.weight_gradients(weight_values, alpha_values, x_trn, y_trn))
+            grads = all_reduce_sum(self._stacked_weight_gradients(stacked_weights, alpha_values, x_trn, y_trn))
+        else:
+            grads = groups.stack(train_weight_grads)
+        if momentum_buffers is None or all(b is None for b in momentum_buffers):
+            buffers = [None] * len(stacked_weights)
+        elif any(b is None for b in momentum_buffers):
+            raise ValueError("Architect: momentum buffers must be given for every weight or for none")
+        else:
+            buffers = groups.stack(momentum_buffers)
         virtual = []
-        constants = {}  # one constant per dtype, not one per weight (1,532 weights in the paper network)
-        for w, g, buf in zip(weight_values, train_weight_grads, momentum_buffers):
-            if w.dtype not in constants:
-                constants[w.dtype] = (tf.cast(xi, w.dtype), tf.constant(self.weight_decay, w.dtype),
-                                      tf.constant(self.weight_momentum, w.dtype))
-            xi_t, decay, momentum = constants[w.dtype]
-            step = g + decay * w
+        for w, g, buf in zip(stacked_weights, grads, buffers):
+            step = g + tf.constant(self.weight_decay, w.dtype) * w
             if buf is not None:
-                step = step + momentum * tf.convert_to_tensor(buf)
-            virtual.append(w - xi_t * step)
+                step = step + tf.constant(self.weight_momentum, w.dtype) * buf
+            virtual.append(w - tf.cast(xi, w.dtype) * step)
         return virtual
 
     def alpha_gradients(self, train_batch, val_batch, xi, momentum_buffers=None, train_weight_grads=None):
@@ -157,45 +186,52 @@ class Architect:
           ``(alpha_grads, val_loss)``: a list aligned with ``network.alphas`` and the (replica
           scaled) validation loss at the weights the gradient was taken at (w' or w).
         """
-        self._non_trainable_cache = [tf.convert_to_tensor(v) for v in self.network.non_trainable_variables]
+        self._state_cache = self._state_groups.stack(self.network.non_trainable_variables)
         try:
             return self._alpha_gradients(train_batch, val_batch, xi, momentum_buffers, train_weight_grads)
         finally:
-            self._non_trainable_cache = None
+            self._state_cache = None
 
     def _alpha_gradients(self, train_batch, val_batch, xi, momentum_buffers, train_weight_grads):
         x_val, y_val = val_batch
-        weights = [tf.convert_to_tensor(w) for w in self.network.network_weights]
+        weights = self._weight_groups.stack(self.network.network_weights)
         alphas = [tf.convert_to_tensor(a) for a in self.network.alphas]
 
         if not self.second_order:
             with tf.GradientTape() as tape:
                 tape.watch(alphas)
-                val_loss = self.loss(weights, alphas, x_val, y_val)
+                val_loss = self._loss(weights, alphas, x_val, y_val)
             return tape.gradient(val_loss, alphas), val_loss
 
-        if momentum_buffers is None:
-            momentum_buffers = [None] * len(weights)
-        virtual = self.virtual_weights(weights, alphas, train_batch, xi, momentum_buffers, train_weight_grads)
+        virtual = self._stacked_virtual_weights(weights, alphas, train_batch, xi, momentum_buffers,
+                                                train_weight_grads)
         with tf.GradientTape() as tape:
             tape.watch(alphas)
             tape.watch(virtual)
-            val_loss = self.loss(virtual, alphas, x_val, y_val)
+            val_loss = self._loss(virtual, alphas, x_val, y_val)
         d_alpha, d_virtual = tape.gradient(val_loss, (alphas, virtual))
-        d_virtual = all_reduce_sum(d_virtual)
-        hessian = self.hessian_vector_product(weights, alphas, d_virtual, train_batch)
+        direction = all_reduce_sum(d_virtual)
+        hessian = self._stacked_hessian_vector_product(weights, alphas, direction, train_batch)
         xi_t = tf.cast(xi, alphas[0].dtype)
         return [da - xi_t * h for da, h in zip(d_alpha, hessian)], val_loss
 
     def hessian_vector_product(self, weight_values, alpha_values, direction, train_batch):
         """Central finite difference of grad_alpha L_trn along ``direction`` in weight space:
         (grad_alpha L_trn(w + eps d) - grad_alpha L_trn(w - eps d)) / (2 eps), eps = 0.01 / ||d||."""
+        groups = self._weight_groups
+        return self._stacked_hessian_vector_product(groups.stack(weight_values), alpha_values,
+                                                    groups.stack(direction), train_batch)
+
+    def _stacked_hessian_vector_product(self, stacked_weights, alpha_values, stacked_direction, train_batch):
         x_trn, y_trn = train_batch
-        norm = global_norm(direction)
+        norm = tf.sqrt(ShapeGroups.sum_of_squares_stacked(stacked_direction))
         # A zero direction (e.g. a saturated loss) gives h = 0 instead of 0 * inf = NaN.
         eps = FD_SCALE / tf.maximum(norm, tf.cast(1e-12, norm.dtype))
-        plus = [w + eps * d for w, d in zip(weight_values, direction)]
-        minus = [w - eps * d for w, d in zip(weight_values, direction)]
+        plus, minus = [], []
+        for w, d in zip(stacked_weights, stacked_direction):
+            step = tf.cast(eps, d.dtype) * d
+            plus.append(w + step)
+            minus.append(w - step)
         grad_plus = self._alpha_gradients_at(plus, alpha_values, x_trn, y_trn)
         grad_minus = self._alpha_gradients_at(minus, alpha_values, x_trn, y_trn)
         return [(p - m) / (2.0 * eps) for p, m in zip(grad_plus, grad_minus)]

@@ -13,7 +13,8 @@ from tests.factory import labelled_images, tiny_backbone
 
 torch = pytest.importorskip("torch", reason="torch.optim.SGD is the reference (test extra)")
 
-SHAPES = [(3, 4), (5,), (2, 2, 1)]
+#: Repeated shapes: a traced update stacks the variables of one shape (ShapeGroups).
+SHAPES = [(3, 4), (5,), (2, 2, 1), (3, 4), (5,)]
 STEPS_PER_EPOCH = 3
 MILESTONES = [2]  # LR x0.1 from epoch 1 (step 3) on
 
@@ -81,7 +82,25 @@ def test_traced_update_is_one_fused_kernel_per_variable():
     optimizer.build(variables)
     graph = tf.function(lambda gs: optimizer.apply_gradients(zip(gs, variables))).get_concrete_function(
         [tf.TensorSpec(s, tf.float32) for s in SHAPES]).graph
-    assert [op.type for op in graph.get_operations()].count("ResourceApplyMomentum") == len(SHAPES)
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("ResourceApplyMomentum") == len(SHAPES)
+    # The coupled decay is computed once per distinct shape, the learning rate cast once.
+    arithmetic = [op for op in graph.get_operations() if op.type in ("Mul", "AddV2") and op.name.startswith("torch_sgd/")]
+    assert len(arithmetic) == 2 * len(set(SHAPES))
+    assert types.count("Cast") <= 1
+
+
+def test_traced_clipping_matches_tf_clip_by_global_norm():
+    variables = [keras.Variable(w) for w in _initial()]
+    grads = [tf.constant(10 * g) for g in _gradients(1)[0]]
+    optimizer = TorchSGD(0.1, momentum=0.9, weight_decay=0.0, clip_norm=1.5)
+    optimizer.build(variables)
+    optimizer.set_clip_variables(variables[:4])  # the last one is outside the clipped group
+    tf.function(lambda gs: optimizer.apply_gradients(zip(gs, variables)))(grads)
+    clipped, _ = tf.clip_by_global_norm(grads[:4], 1.5)
+    expected = [w - 0.1 * g for w, g in zip(_initial(), [c.numpy() for c in clipped] + [grads[4].numpy()])]
+    for v, e in zip(variables, expected):
+        np.testing.assert_allclose(np.array(v), e, rtol=1e-5, atol=1e-6)
 
 
 def test_keras_sgd_differs_from_torch_after_the_lr_drop():
