@@ -4,6 +4,7 @@ Usage: python benchmarks/search_step.py [--batch_size 32] [--steps 3] [--orders 
                                         [--channels 16 --num_cells 8 --num_nodes 4 --input_size 112]
                                         [--num_classes 10572] [--original_ordering] [--json]
                                         [--compare_torch] [--edge_execution recompute|inline]
+                                        [--inter_op_threads 0] [--intra_op_threads 1]
 
 Defaults are the paper's search network (C=16, 8 cells, 4 nodes, stem x3, 112x112, 10,572
 classes: 4,156,316 weights + 224 alphas) at batch 32 per half. Each order runs in its own
@@ -24,6 +25,8 @@ intra-op threads as CPUs unless ``--torch_threads``), each in its own process, a
 ``--edge_execution`` is the search's flag of the same name: ``recompute`` (default; one shared
 function per distinct edge, activations recomputed in the backward pass) or ``inline`` (every
 edge traced inline, activations kept: the step before issue #17's changes).
+``--inter_op_threads`` / ``--intra_op_threads`` are the search's flags of the same names
+(TensorFlow's thread pools; defaults 0 = one per CPU, and 1), set before TensorFlow starts.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def _measure(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from pocketnet_tf.threads import configure_threads
+
+    threads = configure_threads(args.inter_op_threads, args.intra_op_threads)
     from pocketnet_tf.search.optimizers import TorchAdam
     from pocketnet_tf.search.search_model import SearchModel
     from pocketnet_tf.search.search_network import SearchNetwork
@@ -87,6 +93,7 @@ def _measure(args) -> dict:
     return {
         "order": args.order,
         "edge_execution": args.edge_execution,
+        "threads": threads,
         "original_ordering": args.original_ordering,
         "batch_size": args.batch_size,
         "input_size": args.input_size,
@@ -174,6 +181,10 @@ def main():
                              "1 avoids OpenMP spin-waiting, which slowed a step ~70x here)")
     parser.add_argument("--edge_execution", choices=("recompute", "inline"), default="recompute",
                         help="how the mixed edges run in the compiled step (the search's flag of the same name)")
+    parser.add_argument("--inter_op_threads", type=int, default=0,
+                        help="TensorFlow inter-op threads (the search's flag of the same name; 0: one per CPU)")
+    parser.add_argument("--intra_op_threads", type=int, default=1,
+                        help="TensorFlow intra-op threads (the search's flag of the same name; 0: one per CPU)")
     parser.add_argument("--order", help=argparse.SUPPRESS)  # internal: measure one order in this process
     args = parser.parse_args()
     if args.compare_torch and args.original_ordering:
@@ -186,7 +197,8 @@ def main():
     for order in orders:
         cmd = [sys.executable, __file__, f"--order={order}"] + [
             f"--{k}={getattr(args, k)}" for k in ("batch_size", "steps", "channels", "num_cells", "num_nodes",
-                                                  "input_size", "num_classes", "torch_threads", "edge_execution")
+                                                  "input_size", "num_classes", "torch_threads", "edge_execution",
+                                                  "inter_op_threads", "intra_op_threads")
         ] + (["--original_ordering"] if args.original_ordering else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
@@ -199,7 +211,8 @@ def main():
         return
     print(f"search network: {results[0]['weights']:,} weights + {results[0]['alphas']} alphas, "
           f"{args.input_size}x{args.input_size}, batch {args.batch_size} per half; load average {load[0]:.1f} "
-          f"on {os.cpu_count()} CPUs; edge execution {args.edge_execution}")
+          f"on {os.cpu_count()} CPUs; edge execution {args.edge_execution}; TensorFlow threads "
+          f"{args.inter_op_threads} inter-op, {args.intra_op_threads} intra-op (0: one per CPU)")
     for r in results:
         overhead = f" (+{r['first_step_overhead_s']} s over a step)" if "first_step_overhead_s" in r else ""
         print(f"{r['order']:>6}-order: build {r['build_s']} s, first step {r['first_step_s']} s{overhead}, step "

@@ -73,6 +73,9 @@ class SearchConfig(RunConfig):
     second_order: bool = True
     alpha_grad_includes_train_loss: bool = False
     edge_execution: str = "recompute"
+    # the process
+    inter_op_threads: int = 0
+    intra_op_threads: int = 1
     rank_edges_by: str = "softmax"
     select_genotype: str = "final"
 
@@ -95,7 +98,7 @@ class SearchConfig(RunConfig):
                       ("gdc_groups", 1), ("synth_identities", 2), ("synth_images_per_identity", 2)),
             non_negative=("steps_per_epoch", "checkpoint_every_steps", "eval_batch_size", "weight_lr", "weight_lr_min",
                           "weight_decay", "weight_grad_clip", "alpha_lr", "alpha_weight_decay", "random_crop_from",
-                          "seed", "synth_seed"),
+                          "seed", "synth_seed", "inter_op_threads", "intra_op_threads"),
             unit_interval=("weight_momentum", "alpha_beta1", "alpha_beta2"),
         )
         self.check_precision()

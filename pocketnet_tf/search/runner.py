@@ -21,6 +21,7 @@ the weights; the second half, un-augmented, trains alpha and gives the per-epoch
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from pocketnet_tf import genotypes as genotypes_lib
 from pocketnet_tf.io_utils import attach_log_file, ensure_dir, remove_stale_temporaries, write_json_atomic
 from pocketnet_tf.run_records import write_run_records
 from pocketnet_tf.search.config import SearchConfig
+from pocketnet_tf.threads import configure_threads
 
 
 def make_strategy(name: str):
@@ -140,6 +142,9 @@ def run(config: SearchConfig) -> dict:
                          "pass --resume to continue it or use a new --workdir")
     handler = attach_log_file(run_dir / "search.log")
     try:
+        threads = configure_threads(config.inter_op_threads, config.intra_op_threads)
+        logging.info("TensorFlow threads: %d inter-op, %d intra-op (0: one per CPU; %d CPUs)",
+                     threads["inter_op"], threads["intra_op"], os.cpu_count())
         for directory in (run_dir, ckpt_dir):
             for line in remove_stale_temporaries(directory):
                 logging.warning("%s", line)

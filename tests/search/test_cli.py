@@ -38,10 +38,13 @@ def test_quick_search_sigkill_resume_and_genotype_chain(tmp_path):
     again = run_cli(args)  # no --resume: refuses to start over the checkpoints
     assert again.returncode == 2 and "pass --resume" in again.stderr, again.stderr[-2000:]
 
-    resumed = run_cli([*args, "--resume"])
+    resumed = run_cli([*args, "--resume", "--inter_op_threads=2"])
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     summary = json.loads(resumed.stdout)
     log = (workdir / "search.log").read_text()
+    # The thread pools are set before TensorFlow starts (too late, they would stay at 0 = default).
+    assert "TensorFlow threads: 0 inter-op, 1 intra-op" in log  # the first run: the defaults
+    assert "TensorFlow threads: 2 inter-op, 1 intra-op" in log and "already running" not in log
     assert f"at global step {STEPS} (epoch 2, step 0)" in log
     assert "epoch 1 genotype = Genotype(" in log and "epoch 2 genotype = Genotype(" in log
     assert "softmax(alpha_normal)" in log

@@ -83,3 +83,14 @@ def test_edge_execution_flag_reaches_the_network(tmp_path, mode):
     assert (edges[0]._shared_edge_functions is None) == (mode == "inline")
     with pytest.raises(flags.IllegalFlagValueError):
         _parse(*args, "--edge_execution=fused")
+
+
+def test_thread_flags_reach_the_config(tmp_path):
+    args = [f"--flagfile={CONFIGS / 'search_quick.flags'}", f"--workdir={tmp_path}"]
+    default = _parse(*args)
+    assert (default.inter_op_threads, default.intra_op_threads) == (0, 1)
+    config = _parse(*args, "--inter_op_threads=4", "--intra_op_threads=0")
+    assert (config.inter_op_threads, config.intra_op_threads) == (4, 0)
+    assert "--inter_op_threads=4" in config.to_flagfile() and "--intra_op_threads=0" in config.to_flagfile()
+    with pytest.raises(flags.IllegalFlagValueError):
+        _parse(*args, "--intra_op_threads=-1")
