@@ -11,13 +11,15 @@ Second order (DARTS eq. 7-8, as the original ``Architect.unrolled_backward``)::
     h      = (grad_alpha L_trn(w + eps d_w', alpha) - grad_alpha L_trn(w - eps d_w', alpha)) / (2 eps)
     result = d_alpha - xi * h
 
-No variable is touched: every virtual forward runs through ``keras.Model.stateless_call`` with
-substituted weight values, so the real weights, alphas and batch-norm statistics stay exactly as
+The alpha gradient touches no variable: every virtual forward runs through
+``keras.Model.stateless_call`` with substituted weight values, so the real weights, alphas and batch-norm statistics stay exactly as
 they were (the original evaluated w+ and w- in place on the real network and updated its BN
 running statistics as a side effect; we do not). The weights are handled stacked by shape
 (:class:`~pocketnet_tf.fitting.shape_groups.ShapeGroups`, one tensor per distinct shape): the
 arithmetic above is one op per shape, not one per weight, and the traced loss takes a few dozen
-inputs instead of thousands; the values are the same element for element.
+inputs instead of thousands; the values are the same element for element. The weight step's forward
+and backward pass (:meth:`Architect.training_gradients`) reuse the same traced function and
+assign the batch-norm statistics it returns.
 
 Under ``tf.distribute`` the losses come from a ``keras.losses.Loss`` (scaled by 1 / replicas), so
 per-replica gradients sum to the global-batch gradient. The quantities that enter non-linearly
@@ -94,6 +96,10 @@ class Architect:
         """:meth:`loss` of weights stacked by :attr:`_weight_groups`."""
         # Inside the train step's graph, call the traced function; eagerly (tests, debugging),
         # run the same code directly: tracing a function per tape would cost far more.
+        return self._stateless_outputs(stacked_weights, alpha_values, x, y, training, constant_weights)[0]
+
+    def _stateless_outputs(self, stacked_weights, alpha_values, x, y, training=True, constant_weights=False):
+        """``(loss, logits, new batch-norm statistics stacked by shape)`` of the traced function."""
         fn = self._stateless_loss if tf.inside_function() else self._stateless_loss_impl
         return fn(list(stacked_weights), list(alpha_values), self._stacked_state(), x, y, training,
                   bool(constant_weights))
@@ -117,9 +123,33 @@ class Architect:
         ]
         constant = getattr(self.network, "constant_weights", None)
         with constant() if (constant_weights and constant is not None) else contextlib.nullcontext():
-            logits, _ = self.network.stateless_call(trainable, self._state_groups.unstack(stacked_state), x,
-                                                    training=training)
-        return self.loss_fn(y, logits)
+            logits, state = self.network.stateless_call(trainable, self._state_groups.unstack(stacked_state), x,
+                                                        training=training)
+        # The new statistics are used by the weight step only; elsewhere the optimiser prunes them.
+        # (No gradient flows back from them: without the stop, the function's symbolic gradient
+        # would differentiate every edge's forward function through its statistics outputs.)
+        return self.loss_fn(y, logits), logits, [tf.stop_gradient(s) for s in self._state_groups.stack(state)]
+
+    def training_gradients(self, x, y):
+        """The weight step's forward and backward pass: ``(loss, logits, weight gradients)`` at the
+        current weights and alphas (this replica's share), with the batch-norm moving statistics
+        updated as a stateful training forward pass updates them.
+
+        It calls the traced function of the virtual step with the same inputs (weights, alphas,
+        statistics, training batch), so a second-order step traces and differentiates the network
+        once for both instead of tracing a stateful pass and its gradient as well. The only
+        method of the architect that writes a variable (the statistics).
+        """
+        groups = self._weight_groups
+        stacked_weights = groups.stack(self.network.network_weights)
+        alphas = [tf.convert_to_tensor(a) for a in self.network.alphas]
+        with tf.GradientTape() as tape:
+            tape.watch(stacked_weights)
+            loss, logits, state = self._stateless_outputs(stacked_weights, alphas, x, y)
+        grads = tape.gradient(loss, stacked_weights)
+        for variable, value in zip(self.network.non_trainable_variables, self._state_groups.unstack(state)):
+            variable.assign(value)
+        return loss, logits, groups.unstack(grads)
 
     def weight_gradients(self, weight_values, alpha_values, x, y):
         """grad_w L(w, alpha) on ``(x, y)`` (this replica's share), one gradient per weight."""

@@ -128,9 +128,8 @@ class SearchModel(keras.Model):
         (and the BN moving statistics of the forward pass). Returns ``(loss, logits)``."""
         self._check_compiled()
         x, y = train_batch
-        weights = self.network.network_weights
-        loss, logits, grads = self._train_forward(x, y, weights)
-        self.optimizer.apply(grads, weights)
+        loss, logits, grads = self.architect.training_gradients(x, y)
+        self.optimizer.apply(grads, self.network.network_weights)
         return loss, logits
 
     def original_order_step(self, train_batch, val_batch):

@@ -104,8 +104,13 @@ def test_step_graph_holds_one_noinline_function_set_per_distinct_edge():
     distinct = {(op.filters, op.strides) for cell in net.cells for op in cell.mixed_ops}
     # Per distinct edge: one forward, and a backward with and one without weight gradients (w+/w-).
     assert len(noinline) == 3 * len(distinct), sorted(f.signature.name for f in noinline)
-    inline_ops = len(_step_graph("inline").get_operations())
-    assert len(graph.get_operations()) < inline_ops
+    # Everything traced: the step graph and the function bodies it calls (every network pass is a
+    # call of the architect's function, so the difference is inside the functions).
+    def traced_nodes(g):
+        definition = g.as_graph_def()
+        return len(definition.node) + sum(len(f.node_def) for f in definition.library.function)
+
+    assert traced_nodes(graph) < traced_nodes(_step_graph("inline")) / 2
 
 
 def test_per_weight_arithmetic_is_traced_once_per_shape():
@@ -126,3 +131,18 @@ def test_per_weight_arithmetic_is_traced_once_per_shape():
     assert len(arithmetic) < 20 * shapes, len(arithmetic)
     types = [op.type for op in graph.get_operations()]
     assert types.count("ResourceApplyMomentum") == weights  # one fused update per weight remains
+
+
+@pytest.mark.parametrize("mode", ["recompute", "inline"])
+def test_every_network_pass_of_the_step_goes_through_one_traced_function(mode):
+    """The weight step reuses the architect's traced loss (virtual step, unrolled validation,
+    w+, w-, weight step: five calls of its two variants), so the step graph itself traces no
+    network: no layer of the network is built in it outside those calls."""
+    net = _network(mode)
+    model = compiled_search_model(net, original=False)
+    graph = tf.function(model.train_step).get_concrete_function(_batches()).graph
+    calls = [op for op in graph.get_operations() if op.type in ("PartitionedCall", "StatefulPartitionedCall")
+             and "stateless_loss_impl" in op.get_attr("f").name and "backward" not in op.get_attr("f").name]
+    assert len(calls) == 5, [op.get_attr("f").name for op in calls]
+    network_ops = [op.name for op in graph.get_operations() if op.name.startswith("search_network")]
+    assert not network_ops, network_ops[:10]

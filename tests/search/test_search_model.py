@@ -145,3 +145,20 @@ def test_compile_requires_the_pytorch_sgd():
         SearchModel(net).compile(weight_optimizer=keras.optimizers.SGD(0.1), alpha_optimizer=keras.optimizers.Adam())
     with pytest.raises(RuntimeError, match="call compile"):
         SearchModel(net).alpha_step(labelled_images(2, seed=0, size=16), labelled_images(2, seed=1, size=16))
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_weight_step_updates_the_batch_norm_statistics_as_a_training_forward_pass(compiled):
+    # The weight step runs the architect's stateless function and assigns the statistics it
+    # returns: every one must move, each to the value a training forward pass gives it.
+    net, model = _model(second_order=True)
+    x, y = labelled_images(6, seed=1, size=16)
+    before = weight_values(net.non_trainable_variables)
+    _, want = net.stateless_call([tf.convert_to_tensor(v) for v in net.trainable_variables],
+                                 [tf.convert_to_tensor(v) for v in net.non_trainable_variables], x, training=True)
+    step = tf.function(model.weight_step) if compiled else model.weight_step
+    step((x, y))
+    got = weight_values(net.non_trainable_variables)
+    for variable, b, g, w in zip(net.non_trainable_variables, before, got, want):
+        assert not np.array_equal(b, g), variable.path
+        np.testing.assert_allclose(g, np.asarray(w), rtol=1e-5, atol=1e-6, err_msg=variable.path)
