@@ -11,6 +11,7 @@ import dataclasses
 
 from pocketnet_tf.run_config import RunConfig
 from pocketnet_tf.fitting.precision import PRECISIONS
+from pocketnet_tf.threads import GRAPH_OPTIMIZER_PASSES
 
 STRATEGIES = ("default", "mirrored")
 RANK_EDGES_BY = ("softmax", "alpha")
@@ -76,6 +77,7 @@ class SearchConfig(RunConfig):
     # the process
     inter_op_threads: int = 0
     intra_op_threads: int = 1
+    graph_optimizer_passes: int = 1
     rank_edges_by: str = "softmax"
     select_genotype: str = "final"
 
@@ -102,6 +104,9 @@ class SearchConfig(RunConfig):
             unit_interval=("weight_momentum", "alpha_beta1", "alpha_beta2"),
         )
         self.check_precision()
+        if isinstance(self.graph_optimizer_passes, bool) or self.graph_optimizer_passes not in GRAPH_OPTIMIZER_PASSES:
+            fail(f"--graph_optimizer_passes={self.graph_optimizer_passes!r} must be one of {GRAPH_OPTIMIZER_PASSES} "
+                 "(0: TensorFlow's default, two)")
         if self.weight_lr_min > self.weight_lr:
             fail(f"--weight_lr_min={self.weight_lr_min} exceeds --weight_lr={self.weight_lr}")
         if self.head_width % self.gdc_groups:

@@ -104,6 +104,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          "CPU). 1 by default: the search step is thousands of small kernels, faster side by side on "
                          "one thread each (batch 8 on 2 cores: 5.6 s per step against 7.5 s with TensorFlow's "
                          "default; docs/search.md, Cost).", lower_bound=0, **fv)
+    flags.DEFINE_integer("graph_optimizer_passes", 1, "Rounds of Grappler's meta-optimizer over each compiled "
+                         "function, on its first call (0: TensorFlow's default, two). 1 by default: on the search "
+                         "step's graph the second round finds almost nothing and costs 5-7 s of the first step "
+                         "(docs/search.md, Cost); the arithmetic is the same.", lower_bound=0, upper_bound=2, **fv)
     flags.DEFINE_enum("rank_edges_by", "softmax", enum_values=list(RANK_EDGES_BY), help="Genotype derivation: keep "
                       "each node's two edges with the largest softmax weight (DARTS) or raw alpha (the original).",
                       **fv)

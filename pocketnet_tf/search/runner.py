@@ -21,6 +21,7 @@ the weights; the second half, un-augmented, trains alpha and gives the per-epoch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from pocketnet_tf import genotypes as genotypes_lib
 from pocketnet_tf.io_utils import attach_log_file, ensure_dir, remove_stale_temporaries, write_json_atomic
 from pocketnet_tf.run_records import write_run_records
 from pocketnet_tf.search.config import SearchConfig
-from pocketnet_tf.threads import configure_threads
+from pocketnet_tf.threads import configure_threads, graph_optimizer_passes
 
 
 def make_strategy(name: str):
@@ -141,10 +142,14 @@ def run(config: SearchConfig) -> dict:
         raise ValueError(f"{ckpt_dir}: a previous search left checkpoints (step {state['global_step']}); "
                          "pass --resume to continue it or use a new --workdir")
     handler = attach_log_file(run_dir / "search.log")
+    stack = contextlib.ExitStack()
     try:
         threads = configure_threads(config.inter_op_threads, config.intra_op_threads)
         logging.info("TensorFlow threads: %d inter-op, %d intra-op (0: one per CPU; %d CPUs)",
                      threads["inter_op"], threads["intra_op"], os.cpu_count())
+        passes = stack.enter_context(graph_optimizer_passes(config.graph_optimizer_passes))
+        logging.info("Grappler meta-optimizer passes per compiled function: %s",
+                     passes or "TensorFlow's default (two)")
         for directory in (run_dir, ckpt_dir):
             for line in remove_stale_temporaries(directory):
                 logging.warning("%s", line)
@@ -164,6 +169,7 @@ def run(config: SearchConfig) -> dict:
         history = _fit_search(config, model, data, val_dataset, initial_step, history)
         return _write_results(config, data, history, started)
     finally:
+        stack.close()
         logging.get_absl_logger().removeHandler(handler)
         handler.close()
 

@@ -45,6 +45,7 @@ def test_quick_search_sigkill_resume_and_genotype_chain(tmp_path):
     # The thread pools are set before TensorFlow starts (too late, they would stay at 0 = default).
     assert "TensorFlow threads: 0 inter-op, 1 intra-op" in log  # the first run: the defaults
     assert "TensorFlow threads: 2 inter-op, 1 intra-op" in log and "already running" not in log
+    assert log.count("Grappler meta-optimizer passes per compiled function: 1") == 2  # both runs, the default
     assert f"at global step {STEPS} (epoch 2, step 0)" in log
     assert "epoch 1 genotype = Genotype(" in log and "epoch 2 genotype = Genotype(" in log
     assert "softmax(alpha_normal)" in log

@@ -1,5 +1,6 @@
 """Search flags -> SearchConfig: the flagfiles, cross-field checks, the flagfile round trip."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,16 @@ def test_thread_flags_reach_the_config(tmp_path):
     assert "--inter_op_threads=4" in config.to_flagfile() and "--intra_op_threads=0" in config.to_flagfile()
     with pytest.raises(flags.IllegalFlagValueError):
         _parse(*args, "--intra_op_threads=-1")
+
+
+def test_graph_optimizer_passes_flag_reaches_the_config(tmp_path):
+    args = [f"--flagfile={CONFIGS / 'search_quick.flags'}", f"--workdir={tmp_path}"]
+    assert _parse(*args).graph_optimizer_passes == 1
+    config = _parse(*args, "--graph_optimizer_passes=0")
+    assert config.graph_optimizer_passes == 0 and "--graph_optimizer_passes=0" in config.to_flagfile()
+    for bad in ("-1", "3"):
+        with pytest.raises(flags.IllegalFlagValueError):
+            _parse(*args, f"--graph_optimizer_passes={bad}")
+    # A config built in code is checked too.
+    with pytest.raises(ValueError, match=r"--graph_optimizer_passes=3 must be one of \(0, 1, 2\)"):
+        dataclasses.replace(config, graph_optimizer_passes=3).check()
