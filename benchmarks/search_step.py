@@ -5,11 +5,13 @@ Usage: python benchmarks/search_step.py [--batch_size 32] [--steps 3] [--orders 
                                         [--num_classes 10572] [--original_ordering] [--json]
                                         [--compare_torch] [--edge_execution recompute|inline]
                                         [--inter_op_threads 0] [--intra_op_threads 1]
+                                        [--graph_optimizer_passes 1]
 
 Defaults are the paper's search network (C=16, 8 cells, 4 nodes, stem x3, 112x112, 10,572
 classes: 4,156,316 weights + 224 alphas) at batch 32 per half. Each order runs in its own
 process (so its peak resident memory is its own): build, one untimed step (tracing and graph
-optimisation, reported as "first step"), then ``--steps`` timed steps of the compiled
+optimisation, reported as "first step", with its tracing alone, its system CPU time and page
+faults), then ``--steps`` timed steps of the compiled
 ``SearchModel.train_step`` on random data; the median is reported. Peak memory is the process'
 maximum resident set size (includes TensorFlow itself, ~0.5 GB). Figures depend on the machine
 and on what else runs on it (the load average is printed); the process CPU time (user + system,
@@ -26,7 +28,9 @@ intra-op threads as CPUs unless ``--torch_threads``), each in its own process, a
 function per distinct edge, activations recomputed in the backward pass) or ``inline`` (every
 edge traced inline, activations kept: the step before issue #17's changes).
 ``--inter_op_threads`` / ``--intra_op_threads`` are the search's flags of the same names
-(TensorFlow's thread pools; defaults 0 = one per CPU, and 1), set before TensorFlow starts.
+(TensorFlow's thread pools; defaults 0 = one per CPU, and 1), set before TensorFlow starts;
+``--graph_optimizer_passes`` too (rounds of Grappler's meta-optimizer on the step's first call;
+default 1, 0 = TensorFlow's default of two).
 """
 
 from __future__ import annotations
@@ -48,13 +52,18 @@ def _cpu_seconds() -> float:
 
 
 def _measure(args) -> dict:
+    from pocketnet_tf.threads import configure_threads, graph_optimizer_passes
+
+    threads = configure_threads(args.inter_op_threads, args.intra_op_threads)
+    with graph_optimizer_passes(args.graph_optimizer_passes) as passes:
+        return {**_measure_steps(args), "threads": threads, "graph_optimizer_passes": passes}
+
+
+def _measure_steps(args) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from pocketnet_tf.threads import configure_threads
-
-    threads = configure_threads(args.inter_op_threads, args.intra_op_threads)
     from pocketnet_tf.search.optimizers import TorchAdam
     from pocketnet_tf.search.search_model import SearchModel
     from pocketnet_tf.search.search_network import SearchNetwork
@@ -79,10 +88,13 @@ def _measure(args) -> dict:
 
     data = (half(), half())
     step = tf.function(model.train_step)
-    t, c = time.time(), _cpu_seconds()
+    t, c, usage = time.time(), _cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF)
+    step.get_concrete_function(data)  # tracing alone; the call below optimises, instantiates and runs it
+    traced = time.time() - t
     logs = step(data)
     float(logs["loss"])
     first, first_cpu = time.time() - t, _cpu_seconds() - c
+    after = resource.getrusage(resource.RUSAGE_SELF)
     times, cpu = [], []
     for _ in range(args.steps):
         t, c = time.time(), _cpu_seconds()
@@ -93,7 +105,6 @@ def _measure(args) -> dict:
     return {
         "order": args.order,
         "edge_execution": args.edge_execution,
-        "threads": threads,
         "original_ordering": args.original_ordering,
         "batch_size": args.batch_size,
         "input_size": args.input_size,
@@ -102,6 +113,11 @@ def _measure(args) -> dict:
         "build_s": round(built, 1),
         "first_step_s": round(first, 1),
         "first_step_cpu_s": round(first_cpu, 1),
+        "trace_s": round(traced, 1),
+        # The kernel's share of the first step: mostly zeroing the pages the step touches for the
+        # first time (its peak memory); on a virtual machine a page's first touch can cost 10x more.
+        "first_step_system_cpu_s": round(after.ru_stime - usage.ru_stime, 1),
+        "first_step_page_faults": after.ru_minflt - usage.ru_minflt,
         "step_s_median": round(float(np.median(times)), 3),
         "step_cpu_s_median": round(float(np.median(cpu)), 3),
         "step_s_all": [round(x, 3) for x in times],
@@ -137,12 +153,13 @@ def _measure_torch(args) -> dict:
         return x, torch.randint(0, args.num_classes, (args.batch_size,), generator=gen)
 
     trn, val = half(), half()
-    times, cpu = [], []
+    times, cpu, usage = [], [], [resource.getrusage(resource.RUSAGE_SELF)]
     for _ in range(args.steps + 1):
         t, c = time.time(), _cpu_seconds()
         float(ref.search_step(net, architect, w_optim, a_optim, trn, val))
         times.append(time.time() - t)
         cpu.append(_cpu_seconds() - c)
+        usage.append(resource.getrusage(resource.RUSAGE_SELF))
     first, times = times[0], times[1:]
     first_cpu, cpu = cpu[0], cpu[1:]
     return {
@@ -150,6 +167,8 @@ def _measure_torch(args) -> dict:
         "input_size": args.input_size,
         "weights": int(sum(p.numel() for p in net.weights())), "alphas": int(sum(a.numel() for a in net.alphas())),
         "build_s": round(built, 1), "first_step_s": round(first, 1), "first_step_cpu_s": round(first_cpu, 1),
+        "first_step_system_cpu_s": round(usage[1].ru_stime - usage[0].ru_stime, 1),
+        "first_step_page_faults": usage[1].ru_minflt - usage[0].ru_minflt,
         "step_s_median": round(float(np.median(times)), 3), "step_cpu_s_median": round(float(np.median(cpu)), 3),
         "step_s_all": [round(x, 3) for x in times],
         "images_per_s": round(2 * args.batch_size / float(np.median(times)), 1),
@@ -185,6 +204,9 @@ def main():
                         help="TensorFlow inter-op threads (the search's flag of the same name; 0: one per CPU)")
     parser.add_argument("--intra_op_threads", type=int, default=1,
                         help="TensorFlow intra-op threads (the search's flag of the same name; 0: one per CPU)")
+    parser.add_argument("--graph_optimizer_passes", type=int, choices=(0, 1, 2), default=1,
+                        help="rounds of Grappler's meta-optimizer on the step's first call (the search's flag of "
+                             "the same name; 0: TensorFlow's default, two)")
     parser.add_argument("--order", help=argparse.SUPPRESS)  # internal: measure one order in this process
     args = parser.parse_args()
     if args.compare_torch and args.original_ordering:
@@ -198,7 +220,7 @@ def main():
         cmd = [sys.executable, __file__, f"--order={order}"] + [
             f"--{k}={getattr(args, k)}" for k in ("batch_size", "steps", "channels", "num_cells", "num_nodes",
                                                   "input_size", "num_classes", "torch_threads", "edge_execution",
-                                                  "inter_op_threads", "intra_op_threads")
+                                                  "inter_op_threads", "intra_op_threads", "graph_optimizer_passes")
         ] + (["--original_ordering"] if args.original_ordering else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
@@ -212,9 +234,13 @@ def main():
     print(f"search network: {results[0]['weights']:,} weights + {results[0]['alphas']} alphas, "
           f"{args.input_size}x{args.input_size}, batch {args.batch_size} per half; load average {load[0]:.1f} "
           f"on {os.cpu_count()} CPUs; edge execution {args.edge_execution}; TensorFlow threads "
-          f"{args.inter_op_threads} inter-op, {args.intra_op_threads} intra-op (0: one per CPU)")
+          f"{args.inter_op_threads} inter-op, {args.intra_op_threads} intra-op (0: one per CPU); Grappler "
+          f"meta-optimizer passes {args.graph_optimizer_passes or 'default (two)'}")
     for r in results:
-        overhead = f" (+{r['first_step_overhead_s']} s over a step)" if "first_step_overhead_s" in r else ""
+        overhead = (f"tracing {r['trace_s']} s; +{r['first_step_overhead_s']} s over a step; " if "trace_s" in r
+                    else "")
+        overhead = (f" ({overhead}system CPU {r['first_step_system_cpu_s']} s, {r['first_step_page_faults']:,} "
+                    "page faults)")
         print(f"{r['order']:>6}-order: build {r['build_s']} s, first step {r['first_step_s']} s{overhead}, step "
               f"{r['step_s_median']} s (median of {len(r['step_s_all'])}: {r['step_s_all']}), "
               f"{r['images_per_s']} img/s, peak RSS {r['peak_rss_gb']} GB; CPU time: first step "

@@ -232,11 +232,18 @@ class TorchSGD(keras.optimizers.Optimizer):
         return out
 
     def _fused_distributed_update(self, distribution, grads_and_vars, learning_rate):
-        # As Keras' _distributed_tf_update_step, with gradients that already carry the decay.
+        # As Keras' _distributed_tf_update_step, with gradients that already carry the decay. With
+        # no strategy in scope (one device), the strategy's update would only enter a no-op update
+        # context around each call: the updates are made directly, which saves ~1.3 s of the search
+        # step's trace (766 weights; docs/search.md, Cost) and changes no op.
+        direct = not tf.distribute.has_strategy()
         for grad, var in grads_and_vars:
             if grad is None:
                 continue
-            distribution.extended.update(var, self._fused_update_step, args=(grad, learning_rate), group=False)
+            if direct:
+                self._fused_update_step(var, grad, learning_rate)
+            else:
+                distribution.extended.update(var, self._fused_update_step, args=(grad, learning_rate), group=False)
 
     def _fused_update_step(self, variable, gradient, learning_rate):
         buf = self.momentums[self._get_variable_index(variable)]

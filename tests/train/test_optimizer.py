@@ -155,3 +155,30 @@ def test_clipping_applies_to_the_backbone_only(clip_norm):
     assert any("prelu" in p for p in expected) and any("gamma" in p for p in expected)
     for v in model.trainable_variables:
         np.testing.assert_allclose(np.array(v), expected[v.path], rtol=1e-4, atol=1e-6, err_msg=v.path)
+
+
+def test_traced_update_without_a_strategy_skips_the_update_context(monkeypatch):
+    """Without a strategy the fused updates are made directly: no per-variable update context to
+    trace (the search step's 766 weights). Under a strategy each still goes through its update:
+    tests/train/test_distribute.py and tests/search/test_distribute.py show two replicas equal one
+    device."""
+    from tensorflow.python.distribute import distribute_lib
+
+    calls = []
+    original = distribute_lib.StrategyExtendedV2.update
+
+    def spy(self, var, fn, *args, **kwargs):
+        calls.append(var.name)
+        return original(self, var, fn, *args, **kwargs)
+
+    monkeypatch.setattr(distribute_lib.StrategyExtendedV2, "update", spy)
+    grads = _gradients(2)
+    optimizer = TorchSGD(0.1, momentum=0.9, weight_decay=5e-4)
+    ours = _run_keras(optimizer, grads, traced=True)
+    assert calls == []
+    for a, b in zip(ours, _run_torch(grads, 5e-4)):
+        for va, vb in zip(a, b):
+            np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-6)
+    # The spy sees the strategy's updates where they happen (the eager path keeps them).
+    _run_keras(TorchSGD(0.1, momentum=0.9, weight_decay=5e-4), grads[:1], traced=False)
+    assert len(calls) == len(SHAPES)
