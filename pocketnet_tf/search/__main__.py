@@ -9,6 +9,7 @@ original's text form), pictures, per-epoch history and checkpoints; see docs/sea
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,6 +21,13 @@ SUMMARY_KEYS = ("genotype_text", "genotype_json", "selected_epoch", "val_accurac
 
 
 def main(argv):
+    from pocketnet_tf.allocator import AllocatorError, preload_and_reexec
+
+    try:  # restarts the command with the allocator preloaded (before TensorFlow is imported)
+        preload_and_reexec(FLAGS.allocator, sys.argv)
+    except AllocatorError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from pocketnet_tf.genotypes import GenotypeError
     from pocketnet_tf.run_config import run_command
     from pocketnet_tf.search import runner

@@ -11,6 +11,7 @@ import dataclasses
 
 from pocketnet_tf.run_config import RunConfig
 from pocketnet_tf.fitting.precision import PRECISIONS
+from pocketnet_tf.allocator import ALLOCATORS
 from pocketnet_tf.threads import GRAPH_OPTIMIZER_PASSES
 
 STRATEGIES = ("default", "mirrored")
@@ -78,6 +79,7 @@ class SearchConfig(RunConfig):
     inter_op_threads: int = 0
     intra_op_threads: int = 1
     graph_optimizer_passes: int = 1
+    allocator: str = "auto"
     rank_edges_by: str = "softmax"
     select_genotype: str = "final"
 
@@ -94,7 +96,8 @@ class SearchConfig(RunConfig):
             fail("--workdir is required")
         self.check_ranges(
             choices=(("strategy", STRATEGIES), ("rank_edges_by", RANK_EDGES_BY), ("select_genotype", SELECT_GENOTYPE),
-                     ("precision", PRECISIONS), ("edge_execution", EDGE_EXECUTION)),
+                     ("precision", PRECISIONS), ("edge_execution", EDGE_EXECUTION),
+                     ("allocator", ALLOCATORS)),
             at_least=(("epochs", 1), ("batch_size", 1), ("input_size", 16), ("channels", 1), ("num_cells", 3),
                       ("num_nodes", 1), ("stem_multiplier", 1), ("embedding_size", 1), ("head_width", 1),
                       ("gdc_groups", 1), ("synth_identities", 2), ("synth_images_per_identity", 2)),

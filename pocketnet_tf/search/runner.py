@@ -31,6 +31,7 @@ import keras
 from absl import logging
 
 from pocketnet_tf import genotypes as genotypes_lib
+from pocketnet_tf.allocator import loaded_allocator
 from pocketnet_tf.io_utils import attach_log_file, ensure_dir, remove_stale_temporaries, write_json_atomic
 from pocketnet_tf.run_records import write_run_records
 from pocketnet_tf.search.config import SearchConfig
@@ -147,6 +148,12 @@ def run(config: SearchConfig) -> dict:
         threads = configure_threads(config.inter_op_threads, config.intra_op_threads)
         logging.info("TensorFlow threads: %d inter-op, %d intra-op (0: one per CPU; %d CPUs)",
                      threads["inter_op"], threads["intra_op"], os.cpu_count())
+        allocator = loaded_allocator()
+        logging.info("memory allocator: %s (--allocator=%s)", allocator, config.allocator)
+        if config.allocator not in ("auto", "glibc", allocator):
+            logging.warning("--allocator=%s is not this process' allocator (%s): it is preloaded when the "
+                            "process starts (python -m pocketnet_tf.search does it; elsewhere set LD_PRELOAD)",
+                            config.allocator, allocator)
         passes = stack.enter_context(graph_optimizer_passes(config.graph_optimizer_passes))
         logging.info("Grappler meta-optimizer passes per compiled function: %s",
                      passes or "TensorFlow's default (two)")

@@ -46,6 +46,8 @@ def test_quick_search_sigkill_resume_and_genotype_chain(tmp_path):
     assert "TensorFlow threads: 0 inter-op, 1 intra-op" in log  # the first run: the defaults
     assert "TensorFlow threads: 2 inter-op, 1 intra-op" in log and "already running" not in log
     assert log.count("Grappler meta-optimizer passes per compiled function: 1") == 2  # both runs, the default
+    # The command restarted itself with jemalloc preloaded (tools/setup.sh installs it), both runs.
+    assert log.count("memory allocator: jemalloc (--allocator=auto)") == 2
     assert f"at global step {STEPS} (epoch 2, step 0)" in log
     assert "epoch 1 genotype = Genotype(" in log and "epoch 2 genotype = Genotype(" in log
     assert "softmax(alpha_normal)" in log

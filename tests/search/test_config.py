@@ -105,6 +105,9 @@ def test_graph_optimizer_passes_flag_reaches_the_config(tmp_path):
     for bad in ("-1", "3"):
         with pytest.raises(flags.IllegalFlagValueError):
             _parse(*args, f"--graph_optimizer_passes={bad}")
+    assert _parse(*args).allocator == "auto" and _parse(*args, "--allocator=glibc").allocator == "glibc"
+    with pytest.raises(flags.IllegalFlagValueError):
+        _parse(*args, "--allocator=mimalloc")
     # A config built in code is checked too.
     with pytest.raises(ValueError, match=r"--graph_optimizer_passes=3 must be one of \(0, 1, 2\)"):
         dataclasses.replace(config, graph_optimizer_passes=3).check()
