@@ -6,6 +6,7 @@ Usage: python benchmarks/search_step.py [--batch_size 32] [--steps 3] [--orders 
                                         [--compare_torch] [--edge_execution recompute|inline]
                                         [--inter_op_threads 0] [--intra_op_threads 1]
                                         [--graph_optimizer_passes 1] [--allocator auto]
+                                        [--torch_allocator glibc]
 
 Defaults are the paper's search network (C=16, 8 cells, 4 nodes, stem x3, 112x112, 10,572
 classes: 4,156,316 weights + 224 alphas) at batch 32 per half. Each order runs in its own
@@ -31,7 +32,7 @@ edge traced inline, activations kept: the step before issue #17's changes).
 (TensorFlow's thread pools; defaults 0 = one per CPU, and 1), set before TensorFlow starts;
 ``--graph_optimizer_passes`` too (rounds of Grappler's meta-optimizer on the step's first call;
 default 1, 0 = TensorFlow's default of two); ``--allocator`` too (auto: jemalloc, else tcmalloc, if
-installed, else glibc's malloc), for both processes (ours and PyTorch's).
+installed, else glibc's malloc); ``--torch_allocator`` is the PyTorch reference's (default glibc).
 """
 
 from __future__ import annotations
@@ -213,7 +214,10 @@ def main():
                         help="rounds of Grappler's meta-optimizer on the step's first call (the search's flag of "
                              "the same name; 0: TensorFlow's default, two)")
     parser.add_argument("--allocator", choices=ALLOCATORS, default="auto",
-                        help="memory allocator of both processes (the search's flag of the same name)")
+                        help="memory allocator of our process (the search's flag of the same name)")
+    parser.add_argument("--torch_allocator", choices=ALLOCATORS, default="glibc",
+                        help="memory allocator of the PyTorch reference's process (default glibc: PyTorch as it "
+                             "runs by default; jemalloc made its step slower here, 62 -> 96 s at batch 32)")
     parser.add_argument("--order", help=argparse.SUPPRESS)  # internal: measure one order in this process
     args = parser.parse_args()
     if args.compare_torch and args.original_ordering:
@@ -228,8 +232,9 @@ def main():
         cmd = [sys.executable, __file__, f"--order={order}"] + [
             f"--{k}={getattr(args, k)}" for k in ("batch_size", "steps", "channels", "num_cells", "num_nodes",
                                                   "input_size", "num_classes", "torch_threads", "edge_execution",
-                                                  "inter_op_threads", "intra_op_threads", "graph_optimizer_passes", "allocator")
-        ] + (["--original_ordering"] if args.original_ordering else [])
+                                                  "inter_op_threads", "intra_op_threads", "graph_optimizer_passes")
+        ] + [f"--allocator={args.torch_allocator if order == 'torch' else args.allocator}"] + (
+            ["--original_ordering"] if args.original_ordering else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             raise SystemExit(f"{order}-order run failed:\n{out.stderr[-3000:]}")
