@@ -135,7 +135,6 @@ def _measure_steps(args) -> dict:
 
 
 def _measure_torch(args) -> dict:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import numpy as np
     import torch
 

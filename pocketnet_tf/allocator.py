@@ -9,7 +9,7 @@ half, second order (docs/search.md, Cost): first step 72.9 s with glibc, 60.4 s 
 
 An allocator has to be in place before the process' first allocation, so it is preloaded
 (``LD_PRELOAD``): :func:`preload_and_reexec` restarts the current command in the same process
-(``os.execv``: same PID, same pipes) with the library preloaded, before TensorFlow is imported.
+(``os.execve``: same PID, same pipes) with the library preloaded, before TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def loaded_allocator(maps: str | Path = "/proc/self/maps") -> str:
     except OSError:
         return "glibc"
     names = {Path(line.split()[-1]).name for line in text.splitlines() if "/" in line}
-    for name, files in LIBRARIES.items():
-        if any(n.startswith(f.split(".so")[0] + ".so") for n in names for f in files):
+    for name, prefixes in (("jemalloc", ("libjemalloc.so",)), ("tcmalloc", ("libtcmalloc.so", "libtcmalloc_minimal.so"))):
+        if any(n.startswith(prefixes) for n in names):
             return name
     return "glibc"
 
