@@ -27,6 +27,9 @@ LIBRARIES = {
     "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so"),
 }
 
+#: How each library's file name starts once loaded (any version suffix).
+LOADED_PREFIXES = {"jemalloc": ("libjemalloc.so",), "tcmalloc": ("libtcmalloc.so", "libtcmalloc_minimal.so")}
+
 SEARCH_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
                "/usr/local/lib", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu")
 
@@ -46,7 +49,7 @@ def loaded_allocator(maps: str | Path = "/proc/self/maps") -> str:
     except OSError:
         return "glibc"
     names = {Path(line.split()[-1]).name for line in text.splitlines() if "/" in line}
-    for name, prefixes in (("jemalloc", ("libjemalloc.so",)), ("tcmalloc", ("libtcmalloc.so", "libtcmalloc_minimal.so"))):
+    for name, prefixes in LOADED_PREFIXES.items():
         if any(n.startswith(prefixes) for n in names):
             return name
     return "glibc"
